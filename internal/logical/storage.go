@@ -1,0 +1,116 @@
+package logical
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/storage"
+)
+
+// ErrNotFound is returned by Storage.Get for a missing key; it is
+// storage.ErrNotFound, so errors.Is works across the layers.
+var ErrNotFound = storage.ErrNotFound
+
+// Op is one write in an atomic Storage.Apply.
+type Op struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Storage is the hierarchical, encrypted storage an engine or a core
+// component writes to (the barrier, or a View of it). Keys are paths
+// separated by "/". Implementations are safe for concurrent use.
+type Storage interface {
+	// Get returns the value at key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores value at key, durably.
+	Put(ctx context.Context, key string, value []byte) error
+	// Delete removes key; removing a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List returns the direct children of prefix (which is "" or ends in
+	// "/"), sorted; folders end in "/".
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Apply performs ops atomically and durably.
+	Apply(ctx context.Context, ops []Op) error
+}
+
+// View is a Storage confined to the keys under a prefix of another.
+type View struct {
+	s      Storage
+	prefix string
+}
+
+// NewView returns the Storage of the keys under prefix in s. prefix must
+// end in "/" (or be empty).
+func NewView(s Storage, prefix string) *View {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &View{s: s, prefix: prefix}
+}
+
+// Prefix returns the view's prefix.
+func (v *View) Prefix() string { return v.prefix }
+
+// Get implements Storage.
+func (v *View) Get(ctx context.Context, key string) ([]byte, error) {
+	return v.s.Get(ctx, v.prefix+key)
+}
+
+// Put implements Storage.
+func (v *View) Put(ctx context.Context, key string, value []byte) error {
+	return v.s.Put(ctx, v.prefix+key, value)
+}
+
+// Delete implements Storage.
+func (v *View) Delete(ctx context.Context, key string) error {
+	return v.s.Delete(ctx, v.prefix+key)
+}
+
+// List implements Storage.
+func (v *View) List(ctx context.Context, prefix string) ([]string, error) {
+	return v.s.List(ctx, v.prefix+prefix)
+}
+
+// Apply implements Storage.
+func (v *View) Apply(ctx context.Context, ops []Op) error {
+	p := make([]Op, len(ops))
+	for i, op := range ops {
+		op.Key = v.prefix + op.Key
+		p[i] = op
+	}
+	return v.s.Apply(ctx, p)
+}
+
+// Backend is a secrets engine or auth method mounted at a path.
+type Backend interface {
+	// HandleRequest serves req, whose Path is relative to the mount.
+	HandleRequest(ctx context.Context, req *Request) (*Response, error)
+}
+
+// ExistenceChecker is implemented by backends that tell a create from an
+// update: for a write, Exists reports whether req.Path exists. ok is false
+// when the path has no existence check (the write is then an update).
+type ExistenceChecker interface {
+	Exists(ctx context.Context, req *Request) (ok, exists bool, err error)
+}
+
+// BackendConfig is what a Factory gets to build a Backend.
+type BackendConfig struct {
+	// Storage is the mount's own view; the engine sees nothing else.
+	Storage Storage
+	// MountPoint is where it is mounted ("secret/").
+	MountPoint string
+	// Options are the mount's options (for kv, "version").
+	Options map[string]string
+	// Now is the clock; never nil.
+	Now func() time.Time
+	// Logger is never nil.
+	Logger *slog.Logger
+}
+
+// Factory builds a Backend for a new or restored mount.
+type Factory func(ctx context.Context, cfg BackendConfig) (Backend, error)
