@@ -114,3 +114,10 @@ type BackendConfig struct {
 
 // Factory builds a Backend for a new or restored mount.
 type Factory func(ctx context.Context, cfg BackendConfig) (Backend, error)
+
+// Periodic is implemented by backends with background work (e.g. automatic
+// key rotation). The core calls Periodic about once a minute, only on the
+// active node and only while unsealed.
+type Periodic interface {
+	Periodic(ctx context.Context) error
+}
