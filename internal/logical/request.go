@@ -125,6 +125,11 @@ type Response struct {
 	Warnings []string
 	// WrapInfo is set by the core when the response was wrapped.
 	WrapInfo *WrapInfo
+	// StatusCode, when non-zero, is the HTTP status to send with this
+	// response instead of the usual one, as Vault's RespondWithStatusCode:
+	// a KV v2 read of a deleted or destroyed version is a 404 whose body
+	// still carries data (null) and the version's metadata.
+	StatusCode int
 	// MountType is echoed in the envelope ("kv", "transit", ...).
 	MountType string
 }
