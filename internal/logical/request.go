@@ -132,6 +132,9 @@ type Response struct {
 	StatusCode int
 	// MountType is echoed in the envelope ("kv", "transit", ...).
 	MountType string
+	// Inline also puts Data's fields at the top level of the envelope, as
+	// Vault's older sys endpoints (sys/mounts, sys/capabilities...) do.
+	Inline bool
 }
 
 // Auth is the "auth" block of a login or token-creation response.
