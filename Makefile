@@ -1,0 +1,24 @@
+# Coffer — the two set-up commands are `make run` and `make test`.
+GO ?= go
+BIN := bin/coffer
+
+.PHONY: build run test bench fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/coffer
+
+# An in-memory, unsealed dev server: root token "root", KV v2 at secret/.
+run: build
+	./$(BIN) server --dev --dev-root-token-id=root
+
+# Every test: vet, the race detector, and the compatibility tests that drive
+# a real coffer process with the Vault Go client.
+test:
+	./scripts/test.sh
+
+# Load against a real server process, with the canned-bytes ceiling.
+bench: build
+	$(GO) run ./cmd/coffer-bench --coffer ./$(BIN)
+
+clean:
+	rm -rf bin
