@@ -47,7 +47,7 @@ type fixture struct {
 
 func newV2(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{s: newTestStorage(), clk: newClock()}
+	f := &fixture{s: newTestStorage(t), clk: newClock()}
 	be, err := Factory(context.Background(), logical.BackendConfig{
 		Storage: f.s, MountPoint: "secret/", Options: map[string]string{"version": "2"}, Now: f.clk.Now,
 	})

@@ -2,60 +2,51 @@ package kv
 
 import (
 	"context"
-	"sort"
 	"strings"
+	"testing"
 
+	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
-// physStorage is a logical.Storage straight over a real physical backend,
-// with List computed from a Scan of the prefix. It stands in for the
-// barrier (which adds encryption and hashed names) until that lands.
-type physStorage struct {
-	b storage.Backend
-}
-
-func newTestStorage() logical.Storage { return physStorage{b: inmem.New()} }
-
-func (s physStorage) Get(ctx context.Context, key string) ([]byte, error) {
-	return s.b.Get(ctx, key)
-}
-
-func (s physStorage) Put(ctx context.Context, key string, value []byte) error {
-	return s.b.Apply(ctx, []storage.Op{{Key: key, Value: value}})
-}
-
-func (s physStorage) Delete(ctx context.Context, key string) error {
-	return s.b.Apply(ctx, []storage.Op{{Key: key, Delete: true}})
-}
-
-func (s physStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	seen := map[string]bool{}
-	err := s.b.Scan(ctx, prefix, func(key string, _ []byte) error {
-		rest := strings.TrimPrefix(key, prefix)
-		if i := strings.Index(rest, "/"); i >= 0 {
-			rest = rest[:i+1]
-		}
-		seen[rest] = true
-		return nil
-	})
+// newTestStorage returns what the core gives a mount: a view of an
+// unsealed barrier (real encryption, hashed names, directory entries)
+// over the real in-memory physical backend.
+func newTestStorage(t testing.TB) logical.Storage {
+	t.Helper()
+	ctx := context.Background()
+	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	keys := make([]string, 0, len(seen))
-	for k := range seen {
-		keys = append(keys, k)
+	root, err := barrier.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	sort.Strings(keys)
-	return keys, nil
+	if err := b.Initialize(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unseal(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	return logical.NewView(b, "logical/kv-test/")
 }
 
-func (s physStorage) Apply(ctx context.Context, ops []logical.Op) error {
-	p := make([]storage.Op, len(ops))
-	for i, op := range ops {
-		p[i] = storage.Op{Key: op.Key, Value: op.Value, Delete: op.Delete}
+// allKeys lists every entry under prefix in s, recursively.
+func allKeys(t testing.TB, s logical.Storage, prefix string) []string {
+	t.Helper()
+	keys, err := s.List(context.Background(), prefix)
+	if err != nil {
+		t.Fatalf("List(%q): %v", prefix, err)
 	}
-	return s.b.Apply(ctx, p)
+	var out []string
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/") {
+			out = append(out, allKeys(t, s, prefix+k)...)
+		} else {
+			out = append(out, prefix+k)
+		}
+	}
+	return out
 }
