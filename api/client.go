@@ -171,9 +171,18 @@ type WrapInfo struct {
 	WrappedAccessor string `json:"wrapped_accessor"`
 }
 
+// Stream is a request body of known length sent as is with the type
+// application/octet-stream (a storage restore). Length < 0: unknown,
+// sent chunked.
+type Stream struct {
+	Reader io.Reader
+	Length int64
+}
+
 // Do sends a request to /v1/path (path may carry a "?query") and decodes
 // the envelope. body is sent as is when it is an io.Reader or []byte,
-// and as JSON otherwise; nil sends no body. A 204 gives an empty
+// a Stream is streamed with its length, and anything else is sent as
+// JSON; nil sends no body. A 204 gives an empty
 // Response. A status of 400 or more gives an *Error.
 func (c *Client) Do(ctx context.Context, method, path string, body any) (*Response, error) {
 	resp, err := c.Raw(ctx, method, path, body)
@@ -240,8 +249,11 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		rd     io.Reader
 		length int64 = -1
 	)
+	ct := "application/json"
 	switch b := body.(type) {
 	case nil:
+	case Stream:
+		rd, length, ct = b.Reader, b.Length, "application/octet-stream"
 	case io.Reader:
 		rd = b
 	case []byte:
@@ -261,7 +273,6 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body any) 
 		req.ContentLength = length
 	}
 	if rd != nil {
-		ct := "application/json"
 		if method == http.MethodPatch {
 			ct = "application/merge-patch+json"
 		}

@@ -102,3 +102,13 @@ func errorFromResponse(resp *http.Response) *Error {
 	}
 	return e
 }
+
+// CheckResponse returns nil for a status below 400 and otherwise an
+// *Error read from resp's body, for callers of Raw. It does not close
+// the body.
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	return errorFromResponse(resp)
+}
