@@ -184,7 +184,10 @@ func (m *Manager) configLocked(ctx context.Context) (*sealConfig, error) {
 // ErrInvalidConfig for bad shares/threshold (Vault's rules: 1 <= threshold
 // <= shares <= 255, and threshold 1 only with one share) and
 // ErrAlreadyInitialized. If it fails before the barrier is initialized,
-// Init can simply be called again.
+// Init can simply be called again. Once the seal entries are stored, a
+// failure still returns the keys along with the error: if the barrier did
+// get initialized they are the only way to unseal it, so the caller must
+// show them (or retry Init, which overwrites them if it did not).
 func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
 	if err := validateShares(req.SecretShares, req.SecretThreshold); err != nil {
 		return nil, err
@@ -226,14 +229,18 @@ func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error
 	}); err != nil {
 		return nil, fmt.Errorf("seal: write seal entries: %w", err)
 	}
+	// From here on the keys may be the only way into an initialized
+	// barrier (an Apply can fail after it became durable), so they are
+	// returned even with an error.
+	res := &InitResult{Keys: keys}
 	if err := m.barrier.Initialize(ctx, rootKey); err != nil {
-		return nil, fmt.Errorf("seal: initialize barrier: %w", err)
+		return res, fmt.Errorf("seal: initialize barrier: %w", err)
 	}
 	if err := m.barrier.Unseal(ctx, rootKey); err != nil {
-		return nil, fmt.Errorf("seal: unseal new barrier: %w", err)
+		return res, fmt.Errorf("seal: unseal new barrier: %w", err)
 	}
 	m.resetAllLocked()
-	return &InitResult{Keys: keys}, nil
+	return res, nil
 }
 
 // Unseal adds key (one share, or for 1-of-1 the key itself) to the unseal

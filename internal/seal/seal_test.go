@@ -19,10 +19,12 @@ import (
 	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
-// failingBackend is the real inmem backend with a failpoint on Apply.
+// failingBackend is the real inmem backend with failpoints on Apply: all
+// of them, or those writing failKey.
 type failingBackend struct {
 	*inmem.Backend
 	failApply atomic.Bool
+	failKey   atomic.Value // string
 }
 
 var errFailpoint = errors.New("failpoint: apply")
@@ -30,6 +32,11 @@ var errFailpoint = errors.New("failpoint: apply")
 func (f *failingBackend) Apply(ctx context.Context, ops []storage.Op) error {
 	if f.failApply.Load() {
 		return errFailpoint
+	}
+	for _, op := range ops {
+		if k, _ := f.failKey.Load().(string); k != "" && op.Key == k {
+			return errFailpoint
+		}
 	}
 	return f.Backend.Apply(ctx, ops)
 }
@@ -540,4 +547,37 @@ func unsealWith(t *testing.T, m *Manager, keys ...[]byte) {
 	if st.Sealed {
 		t.Fatalf("still sealed after %d shares: %+v", len(keys), st)
 	}
+}
+
+func TestInitStorageFailures(t *testing.T) {
+	ctx := t.Context()
+	backend := &failingBackend{Backend: inmem.New()}
+	e := open(t, backend)
+	backend.failApply.Store(true)
+	res, err := e.m.Init(ctx, InitRequest{SecretShares: 3, SecretThreshold: 2})
+	if !errors.Is(err, errFailpoint) || res != nil {
+		t.Fatalf("Init with failing storage = (%v, %v), want the failpoint error and no keys", res, err)
+	}
+	backend.failApply.Store(false)
+	if st := mustStatus(t, e.m); st.Initialized {
+		t.Fatalf("status after failed Init = %+v, want uninitialized", st)
+	}
+
+	// The seal entries are written, the barrier's keyring is not: the keys
+	// come back with the error.
+	backend.failKey.Store("core/keyring")
+	res, err = e.m.Init(ctx, InitRequest{SecretShares: 3, SecretThreshold: 2})
+	if !errors.Is(err, errFailpoint) || res == nil || len(res.Keys) != 3 {
+		t.Fatalf("Init with failing barrier = (%v, %v), want the failpoint error and the keys", res, err)
+	}
+	backend.failKey.Store("")
+	if st := mustStatus(t, e.m); st.Initialized {
+		t.Fatalf("status after failed Init = %+v, want uninitialized", st)
+	}
+	res, err = e.m.Init(ctx, InitRequest{SecretShares: 3, SecretThreshold: 2})
+	if err != nil {
+		t.Fatalf("retried Init: %v", err)
+	}
+	e.m.Seal(ctx)
+	unsealWith(t, e.m, res.Keys[0], res.Keys[2])
 }
