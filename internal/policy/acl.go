@@ -221,9 +221,11 @@ func (a *ACL) Capabilities(path string) []string {
 	return caps.names()
 }
 
-// Allowed reports whether a grants capability c on path. It is never true
-// for Deny or Root; for the root ACL it is true for every other
-// capability. A List check matches path as a LIST request is matched.
+// Allowed reports whether c is among Capabilities(path): the same
+// matching decides both. It is never true for Deny or Root; for the root
+// ACL it is true for every other capability. To authorize a request, use
+// AllowedOperation, which matches non-LIST requests without Vault's LIST
+// steps (the two differ only on paths ending in "/").
 func (a *ACL) Allowed(c Capability, path string) bool {
 	bit := c.bit()
 	if bit == 0 || bit == capDeny {
@@ -232,7 +234,7 @@ func (a *ACL) Allowed(c Capability, path string) bool {
 	if a.root {
 		return true
 	}
-	caps, _ := a.lookup(CleanPath(path), c == List)
+	caps, _ := a.lookup(CleanPath(path), true)
 	return caps&capDeny == 0 && caps&bit != 0
 }
 
