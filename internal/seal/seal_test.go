@@ -51,7 +51,7 @@ var fixedNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // open builds a fresh barrier and Manager over backend, as a restarted
 // server does.
-func open(t *testing.T, backend storage.Backend) *env {
+func open(t testing.TB, backend storage.Backend) *env {
 	t.Helper()
 	b, err := barrier.New(barrier.Config{Backend: backend})
 	if err != nil {
@@ -65,7 +65,7 @@ func open(t *testing.T, backend storage.Backend) *env {
 }
 
 // initSealed initializes a shares-of-threshold server and seals it.
-func initSealed(t *testing.T, shares, threshold int) (*env, [][]byte) {
+func initSealed(t testing.TB, shares, threshold int) (*env, [][]byte) {
 	t.Helper()
 	e := open(t, inmem.New())
 	res, err := e.m.Init(t.Context(), InitRequest{SecretShares: shares, SecretThreshold: threshold})
