@@ -134,7 +134,7 @@ func (s *Store) Create(ctx context.Context, parent *Entry, req CreateRequest) (s
 	case role != nil && len(role.AllowedPolicies) > 0:
 		allowed := append(slices.Clone(role.AllowedPolicies), "default")
 		if len(pols) == 0 {
-			pols = sanitizePolicies(role.AllowedPolicies)
+			pols = slices.DeleteFunc(sanitizePolicies(role.AllowedPolicies), func(p string) bool { return slices.Contains(role.DisallowedPolicies, p) })
 		}
 		if !subset(allowed, pols) {
 			return "", nil, invalid("token policies (%v) must be subset of the role's allowed policies (%v)", pols, role.AllowedPolicies)
@@ -165,6 +165,9 @@ func (s *Store) Create(ctx context.Context, parent *Entry, req CreateRequest) (s
 		if slices.Contains(role.DisallowedPolicies, "default") {
 			addDefault = false
 		}
+	}
+	if !addDefault {
+		pols = slices.DeleteFunc(pols, func(p string) bool { return p == "default" })
 	}
 	if slices.Contains(pols, "root") {
 		pols = []string{"root"}
