@@ -189,7 +189,8 @@ func (b *Barrier) Initialize(ctx context.Context, rootKey []byte) error {
 	if err != nil {
 		return err
 	}
-	kr := &keyring{pathKey: pathKey, terms: []term{{n: 1, installed: b.now().UTC(), key: key, aead: aead}}}
+	kr := newKeyring(pathKey)
+	kr.terms = []term{{n: 1, installed: b.now().UTC(), key: key, aead: aead}}
 	defer kr.wipe()
 	return b.persistKeyring(ctx, rootAEAD, kr)
 }

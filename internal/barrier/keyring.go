@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -42,7 +44,12 @@ type term struct {
 // redacts itself when printed or logged.
 type keyring struct {
 	pathKey []byte
-	terms   []term // ascending by n; the last is active
+	terms   []term     // ascending by n; the last is active
+	macs    *sync.Pool // of HMAC-SHA256 hashes under pathKey, shared by rotated copies
+}
+
+func newKeyring(pathKey []byte) *keyring {
+	return &keyring{pathKey: pathKey, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, pathKey) }}}
 }
 
 // String implements fmt.Stringer without revealing any key.
@@ -83,11 +90,14 @@ func (k *keyring) open(context string, v []byte) ([]byte, error) {
 
 // hash returns hex(HMAC-SHA256(pathKey, domain+s)).
 func (k *keyring) hash(domain, s string) string {
-	m := hmac.New(sha256.New, k.pathKey)
+	m := k.macs.Get().(hash.Hash)
 	m.Write([]byte(domain))
 	m.Write([]byte(s))
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
+	m.Sum(sum[:0])
+	m.Reset()
+	k.macs.Put(m)
+	return hex.EncodeToString(sum[:])
 }
 
 // withNewTerm returns a copy of k with one more term, sharing k's keys.
@@ -103,14 +113,15 @@ func (k *keyring) withNewTerm(key []byte, installed time.Time) (*keyring, error)
 	terms := make([]term, len(k.terms), len(k.terms)+1)
 	copy(terms, k.terms)
 	terms = append(terms, term{n: last + 1, installed: installed, key: key, aead: aead})
-	return &keyring{pathKey: k.pathKey, terms: terms}, nil
+	return &keyring{pathKey: k.pathKey, terms: terms, macs: k.macs}, nil
 }
 
-// wipe zeroes every key k holds. The ciphers built from them are dropped
-// but their expanded key schedules stay in memory until collected: Go's
-// crypto/aes offers no way to clear them.
+// wipe zeroes every key k holds. The ciphers and HMACs built from them are
+// dropped, but their expanded keys stay in memory until collected: Go's
+// crypto packages offer no way to clear them.
 func (k *keyring) wipe() {
 	clear(k.pathKey)
+	k.macs = nil
 	for i := range k.terms {
 		clear(k.terms[i].key)
 		k.terms[i].aead = nil
@@ -146,7 +157,8 @@ func parseKeyring(b []byte) (*keyring, error) {
 	if count == 0 || uint64(len(rest)) != uint64(count)*keyringTermSize {
 		return nil, fmt.Errorf("%w: keyring of %d terms is %d bytes", ErrCorrupt, count, len(b))
 	}
-	k := &keyring{pathKey: append([]byte(nil), b[1:1+keySize]...), terms: make([]term, 0, count)}
+	k := newKeyring(append([]byte(nil), b[1:1+keySize]...))
+	k.terms = make([]term, 0, count)
 	for i := uint32(0); i < count; i++ {
 		t := rest[i*keyringTermSize : (i+1)*keyringTermSize]
 		n := binary.BigEndian.Uint32(t[0:4])

@@ -21,7 +21,7 @@ func seq(start byte, n int) []byte {
 // 20..3f installed at epoch, term 2 key 40..5f installed an hour later.
 func testKeyring(t testing.TB) *keyring {
 	t.Helper()
-	kr := &keyring{pathKey: seq(0x00, 32)}
+	kr := newKeyring(seq(0x00, 32))
 	for i, start := range []byte{0x20, 0x40} {
 		key := seq(start, 32)
 		aead, err := newAEAD(key)
