@@ -3,6 +3,7 @@ package barrier
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -653,5 +654,75 @@ func TestSealRacesWithOperations(t *testing.T) {
 	}
 	if got := mustGet(t, b, "a/b"); got != "v" {
 		t.Errorf("Get(a/b) = %q, want %q", got, "v")
+	}
+}
+
+func TestSealWipesKeys(t *testing.T) {
+	b, _, _ := newBarrier(t, Config{})
+	if _, err := b.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kr, root := b.kr, b.rootKey
+	keys := [][]byte{kr.pathKey, root}
+	for _, tm := range kr.terms {
+		keys = append(keys, tm.key)
+	}
+	b.Seal()
+	for i, k := range keys {
+		if !bytes.Equal(k, make([]byte, len(k))) {
+			t.Errorf("key %d not wiped by Seal", i)
+		}
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("entropy exhausted") }
+
+// switchReader reads from crypto/rand until broken is set.
+type switchReader struct {
+	mu     sync.Mutex
+	broken bool
+}
+
+func (s *switchReader) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken {
+		return errReader{}.Read(p)
+	}
+	return cryptorand.Read(p)
+}
+
+func TestRandomnessFailure(t *testing.T) {
+	ctx := context.Background()
+	if _, err := GenerateKey(errReader{}); err == nil {
+		t.Error("GenerateKey with a failing reader succeeded")
+	}
+	b, err := New(Config{Backend: inmem.New(), Rand: errReader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := GenerateKey(nil)
+	if err := b.Initialize(ctx, root); err == nil {
+		t.Error("Initialize with a failing reader succeeded")
+	}
+	if ok, _ := b.Initialized(ctx); ok {
+		t.Error("a failed Initialize wrote a keyring")
+	}
+
+	r := &switchReader{}
+	b, be, _ := newBarrier(t, Config{Rand: r})
+	r.mu.Lock()
+	r.broken = true
+	r.mu.Unlock()
+	if err := b.Put(ctx, "a/b", []byte("value-xyz")); err == nil || strings.Contains(err.Error(), "value-xyz") {
+		t.Errorf("Put with a failing reader = %v, want an error without the value", err)
+	}
+	if _, err := b.Rotate(ctx); err == nil {
+		t.Error("Rotate with a failing reader succeeded")
+	}
+	if n := countPhysical(t, be, ""); n != 1 {
+		t.Errorf("%d physical entries after failed writes, want only the keyring", n)
 	}
 }

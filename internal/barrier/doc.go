@@ -68,7 +68,7 @@
 // Concurrency: writers hold a read lock on the folder tree while they
 // apply; removing empty folders takes the write lock and checks again that
 // they are empty, so a concurrent Put into a folder being removed either
-// lands first (and the folder stays) or re-creates it. Reads take neither.
+// lands first (and the folder stays) or re-creates it. Reads do not take the tree lock.
 // A separate read/write lock guards the keyring: every operation holds it
 // for reading, Seal, Unseal, Rotate and ChangeRootKey for writing.
 //
