@@ -53,6 +53,12 @@
 // work although names are hashed: a key a/b/c has the entries ("", "a/"),
 // ("a/", "b/") and ("a/b/", "c"), and List("a/") scans l/<H("l:a/")>/,
 // decrypts the names, checks each against its physical key, and sorts.
+// (A directory entry's additional data is its folder, not folder+name: the
+// name is what is being decrypted. Checking the decrypted name's hash
+// against the physical key binds it to its key instead.)
+//
+// What stays visible at rest: the number of entries, how many children each
+// (unnamed) folder has, the size of each value, and each entry's key term.
 //
 // # Writes and folders
 //
