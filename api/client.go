@@ -235,7 +235,11 @@ func (c *Client) Raw(ctx context.Context, method, path string, body any) (*http.
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("api: %s %s: %w", method, req.URL.Path, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("cannot reach %s: %w", c.base.Redacted(), err)
 	}
 	return resp, nil
 }

@@ -111,7 +111,29 @@ func newRoot(e *env) *cobra.Command {
 		a.secretsCmd(), a.loginCmd(),
 		a.readCmd(), a.writeCmd(), a.listCmd(), a.deleteCmd(),
 	)
+	for _, c := range root.Commands() {
+		groupArgs(c)
+	}
 	return root
+}
+
+// groupArgs makes commands that only group others ("kv", "operator")
+// print their help when run alone and reject unknown subcommands with a
+// usage error; cobra does so only for the root.
+func groupArgs(c *cobra.Command) {
+	if c.Runnable() || !c.HasSubCommands() {
+		return
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return nil
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	for _, sub := range c.Commands() {
+		groupArgs(sub)
+	}
 }
 
 // Execute runs root with args (os.Args[1:]) after RewriteArgs. It prints

@@ -23,12 +23,9 @@ func isTerminal(v any) bool {
 // printed.
 func (a *app) promptSecret(prompt string) (string, error) {
 	fmt.Fprint(a.env.stderr, prompt)
+	defer fmt.Fprintln(a.env.stderr)
 	if f, ok := a.env.stdin.(*os.File); ok && isTerminal(f) {
-		restore := noEcho(f)
-		defer func() {
-			restore()
-			fmt.Fprintln(a.env.stderr)
-		}()
+		defer noEcho(f)()
 	}
 	if a.env.stdin == nil {
 		return "", fmt.Errorf("no input to read from")
