@@ -185,9 +185,14 @@ type createParams struct {
 	exportable           bool
 	allowPlaintextBackup bool
 	autoRotatePeriod     time.Duration
+	// forEncryption: the key is created by a first encrypt.
+	forEncryption bool
 }
 
 func (c *createParams) validate() error {
+	if c.forEncryption && !c.typ.supportsEncryption() {
+		return userError("key type %s does not support encryption", c.typ)
+	}
 	if c.convergent && !c.derived {
 		return userError("convergent encryption requires derivation to be enabled")
 	}

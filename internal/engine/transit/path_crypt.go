@@ -108,9 +108,10 @@ func (b *Backend) encrypt(ctx context.Context, req *logical.Request, name string
 		return nil, userError("unknown key type %q", in.Type)
 	}
 	p, _, err := b.getOrCreate(ctx, name, createParams{
-		typ:        t,
-		derived:    len(items) > 0 && items[0].Context != "",
-		convergent: bool(in.ConvergentEncryption),
+		typ:           t,
+		derived:       len(items) > 0 && items[0].Context != "",
+		convergent:    bool(in.ConvergentEncryption),
+		forEncryption: true,
 	})
 	if err != nil {
 		return nil, err

@@ -285,6 +285,10 @@ func TestDerivedAndConvergent(t *testing.T) {
 
 	// A first encrypt with a context creates a derived key, as in Vault.
 	e.encrypt("auto-derived", "x", map[string]any{"context": c1})
+	e.fail(logical.UpdateOperation, "encrypt/auto-ed", map[string]any{"plaintext": b64("x"), "type": "ed25519"}, logical.Invalid, "key type ed25519 does not support encryption")
+	if d, _ := call(e.b, logical.ReadOperation, "keys/auto-ed", nil); d != nil {
+		t.Errorf("a refused encrypt created a key: %v", d)
+	}
 	if d := e.do(logical.ReadOperation, "keys/auto-derived", nil); d["derived"] != true {
 		t.Errorf("auto-created key with a context is not derived: %v", d)
 	}
