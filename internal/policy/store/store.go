@@ -6,7 +6,7 @@
 // encrypted at rest), and cached in memory: parsed policies by name and
 // compiled ACLs by the set of names a token carries. Every write through
 // the Store invalidates the caches, so a Store must be the only writer of
-// its storage.
+// its storage, or be told by Invalidate when another writer changed it.
 //
 // Two policies are built in. "root" grants everything; it is never
 // stored and cannot be written or deleted. "default" is Vault's default
@@ -268,6 +268,16 @@ func (s *Store) put(ctx context.Context, name string, w writeArgs) error {
 	s.policies[name] = &stored{entry: e, policy: p}
 	s.invalidateLocked()
 	return nil
+}
+
+// Invalidate drops every cached policy and ACL. Call it when the storage
+// changed under the Store, e.g. on a replica applying writes made by
+// another node.
+func (s *Store) Invalidate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.policies)
+	s.invalidateLocked()
 }
 
 // invalidateLocked drops the compiled ACLs after a write.

@@ -487,3 +487,23 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("after concurrent writes, capabilities = %v, %v", acl.Capabilities("p/x"), err)
 	}
 }
+
+func TestInvalidate(t *testing.T) {
+	ctx := context.Background()
+	st := newStorage(t)
+	s, other := newStore(t, st), newStore(t, st)
+	if err := s.Put(ctx, "p", `path "a" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if acl, _ := s.ACL(ctx, []string{"p"}); !acl.Allowed(policy.Read, "a") {
+		t.Fatal("policy not enforced")
+	}
+	// Another writer of the same storage (as a replica sees it).
+	if err := other.Put(ctx, "p", `path "a" { capabilities = ["list"] }`); err != nil {
+		t.Fatal(err)
+	}
+	s.Invalidate()
+	if acl, _ := s.ACL(ctx, []string{"p"}); acl.Allowed(policy.Read, "a") || !acl.Allowed(policy.List, "a") {
+		t.Errorf("after Invalidate, capabilities = %v", acl.Capabilities("a"))
+	}
+}
