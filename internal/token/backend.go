@@ -138,7 +138,7 @@ func (s *Store) auth(e *Entry, token string) *logical.Auth {
 		Policies:      e.Policies,
 		TokenPolicies: e.Policies,
 		Metadata:      e.Meta,
-		LeaseDuration: int64(e.TTL(s.now()) / time.Second),
+		LeaseDuration: int64(e.TTL(s.now()).Round(time.Second) / time.Second),
 		Renewable:     e.Renewable,
 		EntityID:      e.EntityID,
 		TokenType:     "service",

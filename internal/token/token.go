@@ -194,7 +194,7 @@ func (e *Entry) TTL(now time.Time) time.Duration {
 	if e.ExpireTime.IsZero() {
 		return 0
 	}
-	return max(e.ExpireTime.Sub(now), 0).Truncate(time.Second)
+	return max(e.ExpireTime.Sub(now), 0)
 }
 
 func (e *Entry) expired(now time.Time) bool {

@@ -1,0 +1,211 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/logical"
+	"github.com/coffer-dev/coffer/internal/policy"
+	"github.com/coffer-dev/coffer/internal/token"
+)
+
+// unauthenticated lists the paths a request may call without a token;
+// a "*" suffix is a prefix.
+var unauthenticated = []string{
+	"sys/wrapping/lookup",
+	"sys/wrapping/unwrap", // authenticated by the wrapping token itself
+}
+
+// sudoPaths need the sudo capability on top of the operation's.
+var sudoPaths = []string{
+	"sys/seal",
+	"sys/rotate",
+	"sys/step-down",
+	"auth/token/accessors/",
+	"auth/token/create-orphan",
+	"sys/storage/",
+	"sys/raw/",
+	"sys/audit",
+	"sys/audit/",
+	"sys/leases/revoke-prefix/",
+	"sys/leases/revoke-force/",
+}
+
+func matchAny(list []string, path string) bool {
+	for _, p := range list {
+		if path == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(path, p)) {
+			return true
+		}
+	}
+	return false
+}
+
+// CleanPath validates a request path: no empty, "." or ".." segments (an
+// unclean path could otherwise name one thing to the policy check and
+// another to the engine), no leading slash. A trailing slash is kept (it
+// matters for LIST).
+func CleanPath(p string) (string, error) {
+	p = strings.TrimPrefix(p, "/")
+	trimmed := strings.TrimSuffix(p, "/")
+	if trimmed == "" {
+		return "", logical.Errorf(logical.NotFound, "missing request path")
+	}
+	for _, seg := range strings.Split(trimmed, "/") {
+		switch seg {
+		case "", ".", "..":
+			return "", logical.Errorf(logical.Invalid, "invalid request path: empty, '.' and '..' segments are not allowed")
+		}
+	}
+	if strings.ContainsAny(p, "\x00\\") {
+		return "", logical.Errorf(logical.Invalid, "invalid request path: control or backslash characters are not allowed")
+	}
+	return p, nil
+}
+
+// HandleRequest runs req through the pipeline: authenticate, authorize,
+// route, respond (and wrap, when asked). req.Path is the full logical path
+// ("secret/data/app"). Errors are *logical.Error for the client; anything
+// else is an internal error whose details belong in the log only.
+func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	start := c.cfg.Now()
+	resp, err := c.handle(ctx, req)
+	c.metrics.observe(req.Operation, err, time.Since(start))
+	return resp, err
+}
+
+func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	st := c.state
+	if st == nil {
+		return nil, logical.ErrSealed
+	}
+	path, err := CleanPath(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	req.Path = path
+
+	var entry *token.Entry
+	if !matchAny(unauthenticated, strings.TrimSuffix(path, "/")) {
+		entry, err = c.authenticate(ctx, st, req.ClientToken)
+		if err != nil {
+			return nil, err
+		}
+		req.Caller = entry.Caller()
+	}
+
+	m, rel := st.mounts.table.route(path)
+
+	// A write is a create when the engine says the path does not exist.
+	if req.Operation == logical.UpdateOperation && m != nil {
+		if ec, ok := m.backend.(logical.ExistenceChecker); ok {
+			sub := *req
+			sub.Path = rel
+			sub.MountPoint = m.entry.Path
+			checked, exists, err := ec.Exists(ctx, &sub)
+			if err != nil {
+				return nil, err
+			}
+			if checked && !exists {
+				req.Operation = logical.CreateOperation
+			}
+		}
+	}
+
+	if entry != nil {
+		if err := c.authorize(ctx, st, entry, req.Operation, path); err != nil {
+			return nil, err
+		}
+		if err := st.tokens.Use(ctx, entry); err != nil {
+			return nil, fmt.Errorf("core: use token: %w", err)
+		}
+	}
+
+	if m == nil {
+		return nil, &logical.Error{Code: logical.NotFound, Message: fmt.Sprintf("no handler for route %q. route entry not found.", path)}
+	}
+	sub := *req
+	sub.Path = rel
+	sub.MountPoint = m.entry.Path
+	resp, err := m.backend.HandleRequest(ctx, &sub)
+	if err != nil {
+		return nil, mapStorageError(err)
+	}
+	if resp != nil && resp.MountType == "" {
+		resp.MountType = m.entry.Type
+	}
+	if req.WrapTTL > 0 && resp != nil && resp.WrapInfo == nil {
+		return c.wrapResponse(ctx, st, path, resp, req.WrapTTL)
+	}
+	return resp, nil
+}
+
+// authenticate resolves a token to its entry; a missing, unknown or
+// expired token is "permission denied", as in Vault.
+func (c *Core) authenticate(ctx context.Context, st *unsealed, tok string) (*token.Entry, error) {
+	if tok == "" {
+		return nil, logical.ErrPermissionDenied
+	}
+	entry, err := st.tokens.Lookup(ctx, tok)
+	if errors.Is(err, token.ErrNotFound) {
+		return nil, logical.ErrPermissionDenied
+	}
+	if err != nil {
+		return nil, fmt.Errorf("core: look up token: %w", err)
+	}
+	return entry, nil
+}
+
+// authorize checks op on path against the entry's policies.
+func (c *Core) authorize(ctx context.Context, st *unsealed, entry *token.Entry, op logical.Operation, path string) error {
+	if entry.IsRoot() {
+		return nil
+	}
+	acl, err := st.policies.ACL(ctx, entry.Policies)
+	if err != nil {
+		return fmt.Errorf("core: load policies: %w", err)
+	}
+	allowed, sudo := acl.AllowedOperation(op, path)
+	if !allowed {
+		return logical.ErrPermissionDenied
+	}
+	if matchAny(sudoPaths, path) && !sudo {
+		return logical.ErrPermissionDenied
+	}
+	return nil
+}
+
+// mapStorageError turns a sealed barrier into the API's sealed error.
+func mapStorageError(err error) error {
+	if errors.Is(err, barrier.ErrSealed) {
+		return logical.ErrSealed
+	}
+	return err
+}
+
+// Capabilities returns tok's capabilities on each path.
+func (c *Core) capabilities(ctx context.Context, st *unsealed, e *token.Entry, paths []string) (map[string][]string, error) {
+	var acl *policy.ACL
+	if !e.IsRoot() {
+		var err error
+		acl, err = st.policies.ACL(ctx, e.Policies)
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string][]string, len(paths))
+	for _, p := range paths {
+		p = strings.TrimPrefix(p, "/")
+		if acl == nil {
+			out[p] = []string{"root"}
+			continue
+		}
+		out[p] = acl.Capabilities(p)
+	}
+	return out, nil
+}

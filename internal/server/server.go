@@ -1,0 +1,265 @@
+// Package server wires a Coffer server together from its configuration:
+// storage, the core with its engines, the HTTP API on each listener, and a
+// graceful shutdown. cmd/coffer calls Run; tests call it too, through the
+// real binary.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/config"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
+	"github.com/coffer-dev/coffer/internal/engine/kv"
+	"github.com/coffer-dev/coffer/internal/engine/transit"
+	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/logical"
+	"github.com/coffer-dev/coffer/internal/storage"
+	"github.com/coffer-dev/coffer/internal/storage/bolt"
+	"github.com/coffer-dev/coffer/internal/storage/inmem"
+	"github.com/coffer-dev/coffer/internal/version"
+)
+
+// Options are the server command's flags.
+type Options struct {
+	// ConfigPath is the HCL config file; required unless Dev.
+	ConfigPath string
+	// Dev runs an in-memory, unsealed server with a known root token and
+	// KV v2 at secret/ — for trying things out, never for real secrets.
+	Dev              bool
+	DevRootTokenID   string // "" means a random one
+	DevListenAddress string // "" means 127.0.0.1:8200
+	// Stdout receives the dev banner; Stderr the logs.
+	Stdout, Stderr io.Writer
+	// ShutdownTimeout bounds the graceful shutdown; 0: 30s.
+	ShutdownTimeout time.Duration
+}
+
+// Engines are the secrets engines a server can mount, by type.
+func Engines() map[string]logical.Factory {
+	return map[string]logical.Factory{
+		"kv":        kv.Factory,
+		"cubbyhole": cubbyhole.Factory,
+		"transit":   transit.Factory,
+	}
+}
+
+// Run runs the server until ctx is done, then shuts down gracefully: it
+// stops accepting connections, lets requests in flight finish, seals, and
+// closes storage. Every write acknowledged before that is durable.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(opts.Stderr, cfg.LogLevel, cfg.LogFormat)
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
+
+	backend, err := openStorage(cfg.Storage, logger)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+
+	c, err := core.New(core.Config{
+		Backend:     backend,
+		Engines:     Engines(),
+		StorageType: cfg.Storage.Type,
+		ClusterName: cfg.ClusterName,
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	if opts.Dev {
+		if err := devSetup(ctx, c, opts); err != nil {
+			return err
+		}
+	}
+
+	errc := make(chan error, len(cfg.Listeners))
+	var servers []*http.Server
+	for _, l := range cfg.Listeners {
+		srv, ln, err := listen(l, c, logger)
+		if err != nil {
+			for _, s := range servers {
+				s.Close()
+			}
+			return err
+		}
+		servers = append(servers, srv)
+		logger.Info("listening", "address", ln.Addr().String(), "tls", !l.TLSDisable)
+		go func() {
+			var err error
+			if l.TLSDisable {
+				err = srv.Serve(ln)
+			} else {
+				err = srv.ServeTLS(ln, "", "")
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	logger.Info("coffer server started", "version", version.Version, "storage", cfg.Storage.Type)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-errc:
+		logger.Error("listener failed", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown", "err", err)
+		}
+	}
+	return nil
+}
+
+func loadConfig(opts Options) (*config.Config, error) {
+	if opts.Dev {
+		addr := opts.DevListenAddress
+		if addr == "" {
+			addr = "127.0.0.1:8200"
+		}
+		return &config.Config{
+			Storage:   config.Storage{Type: "inmem"},
+			Listeners: []config.Listener{{Type: "tcp", Address: addr, TLSDisable: true}},
+			LogLevel:  "info",
+		}, nil
+	}
+	if opts.ConfigPath == "" {
+		return nil, errors.New("server: --config is required (or --dev for an in-memory dev server)")
+	}
+	return config.ParseFile(opts.ConfigPath)
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "trace", "debug":
+		l = slog.LevelDebug
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	hopts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}
+
+func openStorage(s config.Storage, logger *slog.Logger) (storage.Backend, error) {
+	switch s.Type {
+	case "inmem":
+		return inmem.New(), nil
+	case "bolt":
+		path := s.Options["path"]
+		if path == "" {
+			return nil, errors.New("server: storage \"bolt\" needs a path, e.g. path = \"/var/lib/coffer/coffer.db\"")
+		}
+		return bolt.Open(bolt.Config{Path: path, Logger: logger.With("component", "bolt")})
+	}
+	return nil, fmt.Errorf("server: unsupported storage type %q: use \"bolt\" (or \"inmem\" for tests)", s.Type)
+}
+
+func listen(l config.Listener, c *core.Core, logger *slog.Logger) (*http.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: listen on %s: %w", l.Address, err)
+	}
+	srv := &http.Server{
+		Handler: httpapi.Handler(httpapi.Config{
+			Core:           c,
+			MaxRequestSize: l.MaxRequestSize,
+			Logger:         logger.With("component", "http"),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if !l.TLSDisable {
+		cert, err := tls.LoadX509KeyPair(l.TLSCertFile, l.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("server: load TLS certificate: %w", err)
+		}
+		min := uint16(tls.VersionTLS12)
+		if l.TLSMinVersion == "tls13" {
+			min = tls.VersionTLS13
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: min}
+	}
+	return srv, ln, nil
+}
+
+// devSetup initializes and unseals an in-memory dev server, mounts KV v2
+// at secret/, and prints the root token and unseal key.
+func devSetup(ctx context.Context, c *core.Core, opts Options) error {
+	res, err := c.Init(ctx, 1, 1, opts.DevRootTokenID)
+	if err != nil {
+		return fmt.Errorf("server: dev init: %w", err)
+	}
+	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
+		return fmt.Errorf("server: dev unseal: %w", err)
+	}
+	_, err = c.HandleRequest(ctx, &logical.Request{
+		Operation:   logical.UpdateOperation,
+		Path:        "sys/mounts/secret",
+		Body:        []byte(`{"type":"kv","description":"key/value secret storage","options":{"version":"2"}}`),
+		ClientToken: res.RootToken,
+	})
+	if err != nil {
+		return fmt.Errorf("server: dev mount secret/: %w", err)
+	}
+	addr := opts.DevListenAddress
+	if addr == "" {
+		addr = "127.0.0.1:8200"
+	}
+	fmt.Fprintf(opts.Stdout, `WARNING! dev mode is enabled! Everything is in memory and the server is unsealed.
+
+You may need to set the following environment variables:
+
+    export COFFER_ADDR='http://%s'
+
+The unseal key and root token are displayed below in case you want to
+seal/unseal the server or re-authenticate.
+
+Unseal Key: %s
+Root Token: %s
+
+Development mode should NOT be used in production installations!
+`, addr, base64.StdEncoding.EncodeToString(res.Keys[0]), res.RootToken)
+	return nil
+}
