@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -332,7 +333,8 @@ func writeError(w http.ResponseWriter, logger *slog.Logger, err error) {
 		status = http.StatusInternalServerError
 	}
 	if le.Code == logical.RateLimited {
-		w.Header().Set("Retry-After", "1")
+		secs := int64((le.RetryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 	}
 	writeJSON(w, status, map[string][]string{"errors": msgs})
 }

@@ -3,6 +3,7 @@ package logical
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies an Error. httpapi maps each code to one HTTP status.
@@ -42,6 +43,9 @@ type Error struct {
 	// Messages, when set, are returned as the "errors" array instead of
 	// Message (e.g. a KV v2 read of a missing secret returns an empty list).
 	Messages []string
+	// RetryAfter, for RateLimited, is when the client may try again
+	// (sent as the Retry-After header, in whole seconds, at least 1).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -119,8 +119,11 @@ type Response struct {
 	Data any
 	// Auth is set by logins and token creation.
 	Auth *Auth
-	// Lease is set for dynamic secrets.
+	// Lease describes the lease of a dynamic secret on the way out; the
+	// core sets it from Secret.
 	Lease *Lease
+	// Secret, set by an engine, asks for the response to be leased.
+	Secret *SecretLease
 	// Warnings are shown to the client.
 	Warnings []string
 	// WrapInfo is set by the core when the response was wrapped.
@@ -151,6 +154,47 @@ type Auth struct {
 	Orphan         bool              `json:"orphan"`
 	MFARequirement any               `json:"mfa_requirement"`
 	NumUses        int               `json:"num_uses"`
+
+	// The fields below are not on the wire. An auth method's login sets
+	// them (with Policies, Metadata, Renewable and NumUses) and leaves
+	// ClientToken empty; the core then mints the token and fills in
+	// ClientToken, Accessor, TokenPolicies, LeaseDuration and Orphan.
+
+	// DisplayName names the identity (the core prefixes the mount type:
+	// "kubernetes-default-app").
+	DisplayName string `json:"-"`
+	// TTL, MaxTTL and Period of the token to mint; zero takes the mount's
+	// defaults (32 days).
+	TTL    time.Duration `json:"-"`
+	MaxTTL time.Duration `json:"-"`
+	Period time.Duration `json:"-"`
+	// Alias identifies who logged in, stable across logins (e.g. a service
+	// account's UID), for audit and reuse accounting.
+	Alias string `json:"-"`
+}
+
+// SecretLease asks the core to put a dynamic secret under a lease. The core
+// assigns the lease ID and fills in Response.Lease.
+type SecretLease struct {
+	TTL       time.Duration
+	MaxTTL    time.Duration
+	Renewable bool
+	// InternalData is kept with the lease (encrypted by the barrier), never
+	// shown to clients, and handed back to the engine at renew and revoke:
+	// e.g. the database username to drop.
+	InternalData json.RawMessage
+}
+
+// LeasedSecret is a dynamic secret's lease as the engine sees it at renew
+// and revoke time.
+type LeasedSecret struct {
+	LeaseID      string
+	Path         string // the request path relative to the mount that issued it
+	IssueTime    time.Time
+	ExpireTime   time.Time
+	TTL          time.Duration // the TTL last granted
+	MaxTTL       time.Duration
+	InternalData json.RawMessage
 }
 
 // Lease describes the lease of a dynamic secret.

@@ -121,3 +121,20 @@ type Factory func(ctx context.Context, cfg BackendConfig) (Backend, error)
 type Periodic interface {
 	Periodic(ctx context.Context) error
 }
+
+// SecretEngine is implemented by engines that issue leased (dynamic)
+// secrets. The core calls RevokeSecret when a lease expires or is revoked
+// (it must be idempotent: a retried revoke of a gone secret succeeds), and
+// RenewSecret when a client renews; RenewSecret returns the TTL granted,
+// which the core caps at MaxTTL from IssueTime.
+type SecretEngine interface {
+	RevokeSecret(ctx context.Context, s *LeasedSecret) error
+	RenewSecret(ctx context.Context, s *LeasedSecret, increment time.Duration) (time.Duration, error)
+}
+
+// Unauthenticated is implemented by backends (auth methods) with paths a
+// client may call without a token, such as "login" or "login/*" (a "*"
+// suffix matches any rest), relative to the mount.
+type Unauthenticated interface {
+	UnauthenticatedPaths() []string
+}
