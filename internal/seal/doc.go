@@ -22,13 +22,29 @@
 // # Protectors
 //
 // A Protector is where the KEK comes from; its Type is the seal type
-// reported by Status. Shamir (the only one so far) splits the KEK into
-// shares at Init and rebuilds it from threshold of them at Unseal; 1-of-1
-// gives the KEK itself as the only key, as Vault does. Auto-unseal kinds
-// ("static", "transit") will wrap the KEK with an external key and store
-// the wrapped KEK; Manager then unseals without shares. New refuses any
-// Protector other than Shamir until then.
+// reported by Status. Shamir splits the KEK into shares at Init and
+// rebuilds it from threshold of them at Unseal; 1-of-1 gives the KEK
+// itself as the only key, as Vault does.
 //
+// Auto-unseal protectors implement Wrapper: they wrap the KEK with a key
+// held elsewhere, and the wrapped KEK is stored at core/seal/kek. Static
+// (here) uses a 32-byte key from a file or an environment variable;
+// package seal/transitseal uses another server's transit key over HTTP
+// (kept out of this package so the core stays free of net/http).
+// With a Wrapper:
+//
+//   - Init takes recovery shares and threshold and returns recovery keys:
+//     Shamir shares of a random recovery key. A value sealed under it
+//     (core/seal/recovery-check) proves a recovery quorum; recovery keys
+//     never open the root key, so they cannot unseal.
+//   - AutoUnseal unwraps the KEK and unseals; an unreachable seal key is
+//     ErrKeyUnavailable, the server stays sealed and Status.Reason says why.
+//   - Unseal refuses shares (ErrAutoUnseal); generate-root and rekey take
+//     recovery keys, and rekey replaces the recovery key.
+//
+// UnsealMigrate moves a server between Shamir and an auto-unseal seal,
+// turning unseal keys into recovery keys and back (see its doc).
+
 // # Life cycle
 //
 //	m, _ := seal.New(seal.Config{Backend: backend, Barrier: b})

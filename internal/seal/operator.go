@@ -39,7 +39,8 @@ func (m *Manager) GenerateRootInit(ctx context.Context) (AttemptStatus, error) {
 func (m *Manager) GenerateRootUpdate(ctx context.Context, nonce string, key []byte) (st AttemptStatus, done bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := m.unsealedConfigLocked(ctx); err != nil {
+	cfg, err := m.unsealedConfigLocked(ctx)
+	if err != nil {
 		return AttemptStatus{}, false, err
 	}
 	q := m.genRoot
@@ -62,11 +63,9 @@ func (m *Manager) GenerateRootUpdate(ctx context.Context, nonce string, key []by
 		return q.status(), false, err
 	}
 	defer clear(kek)
-	rootKey, err := openRootKey(ctx, m.backend, kek)
-	if err != nil {
+	if err := checkQuorumKey(ctx, m.backend, cfg, kek); err != nil {
 		return q.status(), false, err
 	}
-	clear(rootKey)
 	m.genRoot = nil
 	return final, true, nil
 }
@@ -94,7 +93,8 @@ func (m *Manager) GenerateRootStatus(ctx context.Context) (AttemptStatus, error)
 	if err != nil {
 		return AttemptStatus{}, err
 	}
-	return AttemptStatus{Required: cfg.SecretThreshold}, nil
+	_, t := cfg.quorum()
+	return AttemptStatus{Required: t}, nil
 }
 
 // RekeyRequest is sys/rekey/init's body: the new shares and threshold.
@@ -129,7 +129,10 @@ func (r *rekeyAttempt) rekeyStatus() RekeyStatus {
 
 // RekeyInit starts a rekey attempt (Vault's sys/rekey/init): a quorum of
 // current shares after which the KEK is replaced and new shares are
-// issued. It returns ErrInvalidConfig for a bad request (Init's rules),
+// issued. With an auto-unseal seal the quorum is of recovery keys and the
+// RECOVERY key is replaced (Vault's sys/rekey-recovery-key): req then
+// gives the new recovery shares and threshold; the KEK stays with the
+// Wrapper. It returns ErrInvalidConfig for a bad request (Init's rules),
 // ErrSealed, ErrNotInitialized, or ErrAttemptInProgress.
 func (m *Manager) RekeyInit(ctx context.Context, req RekeyRequest) (RekeyStatus, error) {
 	if err := validateShares(req.SecretShares, req.SecretThreshold); err != nil {
@@ -163,7 +166,8 @@ func (m *Manager) RekeyInit(ctx context.Context, req RekeyRequest) (RekeyStatus,
 func (m *Manager) RekeyUpdate(ctx context.Context, nonce string, key []byte) (RekeyStatus, *RekeyResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, err := m.unsealedConfigLocked(ctx); err != nil {
+	cfg, err := m.unsealedConfigLocked(ctx)
+	if err != nil {
 		return RekeyStatus{}, nil, err
 	}
 	r := m.rekey
@@ -186,7 +190,11 @@ func (m *Manager) RekeyUpdate(ctx context.Context, nonce string, key []byte) (Re
 		return r.rekeyStatus(), nil, err
 	}
 	defer clear(kek)
-	keys, err := m.replaceKEKLocked(ctx, kek, r.req)
+	replace := m.replaceKEKLocked
+	if cfg.auto() {
+		replace = m.replaceRecoveryKeyLocked
+	}
+	keys, err := replace(ctx, cfg, kek, r.req)
 	if err != nil {
 		return r.rekeyStatus(), nil, err
 	}
@@ -200,7 +208,7 @@ func (m *Manager) RekeyUpdate(ctx context.Context, nonce string, key []byte) (Re
 
 // replaceKEKLocked verifies kek against the stored root key, then wraps
 // the root key under a new KEK split per req, and stores both atomically.
-func (m *Manager) replaceKEKLocked(ctx context.Context, kek []byte, req RekeyRequest) ([][]byte, error) {
+func (m *Manager) replaceKEKLocked(ctx context.Context, _ *sealConfig, kek []byte, req RekeyRequest) ([][]byte, error) {
 	rootKey, err := openRootKey(ctx, m.backend, kek)
 	if err != nil {
 		return nil, err
@@ -252,7 +260,8 @@ func (m *Manager) RekeyStatus(ctx context.Context) (RekeyStatus, error) {
 	if err != nil {
 		return RekeyStatus{}, err
 	}
-	return RekeyStatus{AttemptStatus: AttemptStatus{Required: cfg.SecretThreshold}}, nil
+	_, t := cfg.quorum()
+	return RekeyStatus{AttemptStatus: AttemptStatus{Required: t}}, nil
 }
 
 // unsealedConfigLocked returns the config, or ErrNotInitialized or
@@ -266,4 +275,34 @@ func (m *Manager) unsealedConfigLocked(ctx context.Context) (*sealConfig, error)
 		return nil, ErrSealed
 	}
 	return cfg, nil
+}
+
+// replaceRecoveryKeyLocked verifies recoveryKey, then makes a new recovery
+// key split per req and stores its check value and the config atomically.
+func (m *Manager) replaceRecoveryKeyLocked(ctx context.Context, cfg *sealConfig, recoveryKey []byte, req RekeyRequest) ([][]byte, error) {
+	if err := checkRecoveryKey(ctx, m.backend, recoveryKey); err != nil {
+		return nil, err
+	}
+	newKey, err := randomKey(m.rand)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(newKey)
+	next := *cfg
+	next.RecoveryShares, next.RecoveryThreshold = req.SecretShares, req.SecretThreshold
+	keys, err := splitKEK(newKey, &next, m.rand)
+	if err != nil {
+		return nil, err
+	}
+	check, err := sealRecoveryCheck(m.rand, newKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.backend.Apply(ctx, []storage.Op{
+		{Key: RecoveryCheckPath, Value: check},
+		{Key: ConfigPath, Value: next.marshal()},
+	}); err != nil {
+		return nil, fmt.Errorf("seal: write new recovery key: %w", err)
+	}
+	return keys, nil
 }

@@ -38,7 +38,8 @@ func newQuorum(rand io.Reader, now time.Time, c *sealConfig) (*quorum, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &quorum{nonce: nonce, required: c.SecretThreshold, shareLen: c.shareLen(), started: now}, nil
+	_, t := c.quorum()
+	return &quorum{nonce: nonce, required: t, shareLen: c.shareLen(), started: now}, nil
 }
 
 func (q *quorum) status() AttemptStatus {

@@ -17,6 +17,13 @@ import (
 const (
 	ConfigPath  = "core/seal/config"
 	RootKeyPath = "core/seal/root-key"
+	// KEKPath holds, for an auto-unseal seal, the KEK as wrapped by the
+	// Wrapper (opaque to this package).
+	KEKPath = "core/seal/kek"
+	// RecoveryCheckPath holds, for an auto-unseal seal, a known value
+	// sealed under the recovery key, which proves a recovery quorum. It
+	// does not open the root key: recovery keys cannot unseal.
+	RecoveryCheckPath = "core/seal/recovery-check"
 )
 
 const (
@@ -26,16 +33,32 @@ const (
 )
 
 // sealConfig is the stored seal configuration; nothing in it is secret.
+// For auto-unseal seals SecretShares = SecretThreshold = 1 (as in Vault)
+// and the recovery fields describe the recovery key's shares.
 type sealConfig struct {
-	Type            string `json:"type"`
-	SecretShares    int    `json:"secret_shares"`
-	SecretThreshold int    `json:"secret_threshold"`
+	Type              string `json:"type"`
+	SecretShares      int    `json:"secret_shares"`
+	SecretThreshold   int    `json:"secret_threshold"`
+	RecoveryShares    int    `json:"recovery_shares,omitempty"`
+	RecoveryThreshold int    `json:"recovery_threshold,omitempty"`
 }
 
-// shareLen is the length of every valid share under c: the KEK itself for
-// 1-of-1, the KEK plus the x-coordinate byte otherwise.
+// auto reports whether c is an auto-unseal seal (recovery keys).
+func (c *sealConfig) auto() bool { return c.Type != TypeShamir }
+
+// quorum returns the shares and threshold of the operators' keys: unseal
+// keys for Shamir, recovery keys for auto-unseal.
+func (c *sealConfig) quorum() (shares, threshold int) {
+	if c.auto() {
+		return c.RecoveryShares, c.RecoveryThreshold
+	}
+	return c.SecretShares, c.SecretThreshold
+}
+
+// shareLen is the length of every valid share under c: the key itself for
+// 1-of-1, the key plus the x-coordinate byte otherwise.
 func (c *sealConfig) shareLen() int {
-	if c.SecretThreshold == 1 {
+	if _, t := c.quorum(); t == 1 {
 		return keySize
 	}
 	return keySize + shamir.ShareOverhead
@@ -59,11 +82,11 @@ func validateShares(shares, threshold int) error {
 }
 
 func (c *sealConfig) validate() error {
-	if c.Type != TypeShamir {
-		return fmt.Errorf("%w: stored seal type %q, this server is configured for %q",
-			ErrUnsupported, c.Type, TypeShamir)
+	if c.Type == "" {
+		return fmt.Errorf("%w: stored seal config has no type", ErrUnsupported)
 	}
-	if err := validateShares(c.SecretShares, c.SecretThreshold); err != nil {
+	n, t := c.quorum()
+	if err := validateShares(n, t); err != nil {
 		return fmt.Errorf("stored seal config: %w", err)
 	}
 	return nil
@@ -91,7 +114,7 @@ func loadConfig(ctx context.Context, b storage.Backend) (*sealConfig, error) {
 func (c *sealConfig) marshal() []byte {
 	raw, err := json.Marshal(c)
 	if err != nil {
-		panic(err) // three plain fields cannot fail to marshal
+		panic(err) // plain fields cannot fail to marshal
 	}
 	return raw
 }
@@ -153,9 +176,11 @@ func openRootKey(ctx context.Context, b storage.Backend, kek []byte) ([]byte, er
 	return unwrapRootKey(kek, v)
 }
 
-// splitKEK makes the operators' keys for kek under c.
+// splitKEK makes the operators' keys for kek (the KEK for Shamir, the
+// recovery key for auto-unseal) under c.
 func splitKEK(kek []byte, c *sealConfig, rand io.Reader) ([][]byte, error) {
-	shares, err := shamir.Split(kek, c.SecretShares, c.SecretThreshold, rand)
+	n, t := c.quorum()
+	shares, err := shamir.Split(kek, n, t, rand)
 	if err != nil {
 		return nil, fmt.Errorf("seal: split key: %w", err)
 	}
@@ -168,4 +193,56 @@ func randomKey(rand io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("seal: reading randomness: %w", err)
 	}
 	return k, nil
+}
+
+const recoveryCheckPlaintext = "coffer recovery key check v1"
+
+func recoveryAD() []byte { return append([]byte{rootKeyVersion}, RecoveryCheckPath...) }
+
+// sealRecoveryCheck seals the known check value under recoveryKey.
+func sealRecoveryCheck(rand io.Reader, recoveryKey []byte) ([]byte, error) {
+	aead, err := newGCM(recoveryKey)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+nonceSize, 1+nonceSize+len(recoveryCheckPlaintext)+aead.Overhead())
+	out[0] = rootKeyVersion
+	if _, err := io.ReadFull(rand, out[1:]); err != nil {
+		return nil, fmt.Errorf("seal: reading randomness: %w", err)
+	}
+	return aead.Seal(out, out[1:], []byte(recoveryCheckPlaintext), recoveryAD()), nil
+}
+
+// checkRecoveryKey verifies recoveryKey against the stored check value;
+// ErrInvalidKey if it does not open it.
+func checkRecoveryKey(ctx context.Context, b storage.Backend, recoveryKey []byte) error {
+	v, err := b.Get(ctx, RecoveryCheckPath)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("seal: no stored recovery key check: %w", ErrNotInitialized)
+	}
+	if err != nil {
+		return fmt.Errorf("seal: read recovery key check: %w", err)
+	}
+	aead, err := newGCM(recoveryKey)
+	if err != nil {
+		return err
+	}
+	if len(v) < 1+nonceSize+aead.Overhead() || v[0] != rootKeyVersion {
+		return fmt.Errorf("%w: stored recovery key check is malformed", ErrInvalidKey)
+	}
+	if _, err := aead.Open(nil, v[1:1+nonceSize], v[1+nonceSize:], recoveryAD()); err != nil {
+		return ErrInvalidKey
+	}
+	return nil
+}
+
+// checkQuorumKey verifies key, combined from operators' shares: for Shamir
+// it must open the stored root key, for auto-unseal the recovery check.
+func checkQuorumKey(ctx context.Context, b storage.Backend, c *sealConfig, key []byte) error {
+	if c.auto() {
+		return checkRecoveryKey(ctx, b, key)
+	}
+	rootKey, err := openRootKey(ctx, b, key)
+	clear(rootKey)
+	return err
 }

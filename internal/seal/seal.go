@@ -37,6 +37,13 @@ var (
 	ErrBadNonce = errors.New("seal: nonce does not match the attempt in progress")
 	// ErrUnsupported: a protector or stored seal type this build cannot use.
 	ErrUnsupported = errors.New("seal: unsupported seal type")
+	// ErrAutoUnseal: Unseal (with key shares) on an auto-unseal seal,
+	// which unseals itself; recovery keys only authorize generate-root
+	// and rekey.
+	ErrAutoUnseal = errors.New("seal: this server unseals itself (auto-unseal); unseal keys are not accepted")
+	// ErrMigrationRequired: the stored seal type differs from the
+	// configured one; only UnsealMigrate can open the barrier.
+	ErrMigrationRequired = errors.New("seal: the stored seal type differs from the configured seal: unseal with -migrate")
 )
 
 // Barrier is what the Manager needs of the barrier; *barrier.Barrier
@@ -56,8 +63,13 @@ type Config struct {
 	Backend storage.Backend
 	// Barrier is opened with the root key. Required.
 	Barrier Barrier
-	// Protector supplies the KEK. nil: Shamir{}.
+	// Protector supplies the KEK. nil: Shamir{}. Anything but Shamir must
+	// implement Wrapper (auto-unseal).
 	Protector Protector
+	// MigrateFrom is the previous auto-unseal seal (Vault's seal block with
+	// disabled = "true") when migrating from it to Shamir with
+	// UnsealMigrate. nil: no migration from an auto-unseal seal.
+	MigrateFrom Wrapper
 	// Rand makes keys, shares, nonces. nil: crypto/rand.Reader. Must be
 	// safe for concurrent use if shared.
 	Rand io.Reader
@@ -76,39 +88,58 @@ type Status struct {
 	// identifies that unseal attempt ("" when none is in progress).
 	Progress int
 	Nonce    string
+	// RecoverySeal is true for auto-unseal seals; T and N then describe
+	// the recovery keys (Vault's recovery_seal).
+	RecoverySeal bool
+	// Migration is true when the stored seal type differs from the
+	// configured one (Type is the stored type): UnsealMigrate is needed.
+	Migration bool
+	// Reason says why the last AutoUnseal failed ("" after a success or
+	// before any attempt). It names the seal and the cause, never a key.
+	Reason string
 }
 
-// InitRequest is sys/init's body.
+// InitRequest is sys/init's body. A Shamir seal uses the Secret fields
+// and ignores the Recovery ones; an auto-unseal seal does the opposite.
 type InitRequest struct {
-	SecretShares    int
-	SecretThreshold int
+	SecretShares      int
+	SecretThreshold   int
+	RecoveryShares    int
+	RecoveryThreshold int
 }
 
-// InitResult carries the operators' keys: SecretShares keys, of which
-// SecretThreshold unseal. For 1-of-1 the only key is the KEK itself (32
-// bytes, as in Vault); otherwise each key is 33 bytes (a Shamir share).
+// InitResult carries the operators' keys. Shamir: Keys holds SecretShares
+// unseal keys, of which SecretThreshold unseal; for 1-of-1 the only key is
+// the KEK itself (32 bytes, as in Vault), otherwise each key is 33 bytes
+// (a Shamir share). Auto-unseal: Keys is empty and RecoveryKeys holds the
+// recovery shares in the same layout.
 type InitResult struct {
-	Keys [][]byte
+	Keys         [][]byte
+	RecoveryKeys [][]byte
 }
 
 // Manager runs init, unseal, seal, generate-root and rekey. All methods
 // are safe for concurrent use; they are serialized by one lock, held
 // across storage calls (these operations are rare and must not interleave).
 type Manager struct {
-	backend   storage.Backend
-	barrier   Barrier
-	protector Protector
-	rand      io.Reader
-	now       func() time.Time
+	backend     storage.Backend
+	barrier     Barrier
+	protector   Protector
+	wrapper     Wrapper // protector as a Wrapper; nil for Shamir
+	migrateFrom Wrapper
+	rand        io.Reader
+	now         func() time.Time
 
 	mu      sync.Mutex    // guards following
 	unseal  *quorum       // nil: no unseal in progress
 	genRoot *quorum       // nil: no generate-root attempt
 	rekey   *rekeyAttempt // nil: no rekey attempt
+	reason  string        // why the last AutoUnseal failed
 }
 
 // New returns a Manager. It validates cfg: Backend and Barrier are
-// required, and the Protector must be Shamir (ErrUnsupported otherwise).
+// required, and the Protector must be Shamir or a Wrapper
+// (ErrUnsupported otherwise). New does no I/O.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("seal: Config.Backend is required")
@@ -116,12 +147,16 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Barrier == nil {
 		return nil, errors.New("seal: Config.Barrier is required")
 	}
-	m := &Manager{backend: cfg.Backend, barrier: cfg.Barrier, protector: cfg.Protector, rand: cfg.Rand, now: cfg.Now}
+	m := &Manager{backend: cfg.Backend, barrier: cfg.Barrier, protector: cfg.Protector, migrateFrom: cfg.MigrateFrom, rand: cfg.Rand, now: cfg.Now}
 	if m.protector == nil {
 		m.protector = Shamir{}
 	}
 	if _, ok := m.protector.(Shamir); !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnsupported, m.protector.Type())
+		w, ok := m.protector.(Wrapper)
+		if !ok || w.Type() == TypeShamir || w.Type() == "" {
+			return nil, fmt.Errorf("%w: %q", ErrUnsupported, m.protector.Type())
+		}
+		m.wrapper = w
 	}
 	if m.rand == nil {
 		m.rand = rand.Reader
@@ -139,7 +174,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	defer m.mu.Unlock()
 	cfg, err := m.configLocked(ctx)
 	if errors.Is(err, ErrNotInitialized) {
-		return Status{Type: m.protector.Type(), Sealed: true}, nil
+		return Status{Type: m.protector.Type(), Sealed: true, RecoverySeal: m.wrapper != nil, Reason: m.reason}, nil
 	}
 	if err != nil {
 		return Status{}, err
@@ -148,9 +183,11 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 }
 
 func (m *Manager) statusLocked(cfg *sealConfig) Status {
+	n, t := cfg.quorum()
 	st := Status{
 		Type: cfg.Type, Initialized: true, Sealed: m.barrier.Sealed(),
-		T: cfg.SecretThreshold, N: cfg.SecretShares,
+		T: t, N: n, RecoverySeal: cfg.auto(),
+		Migration: cfg.Type != m.protector.Type(), Reason: m.reason,
 	}
 	if st.Sealed && m.unseal != nil {
 		st.Progress, st.Nonce = len(m.unseal.shares), m.unseal.nonce
@@ -188,8 +225,21 @@ func (m *Manager) configLocked(ctx context.Context) (*sealConfig, error) {
 // failure still returns the keys along with the error: if the barrier did
 // get initialized they are the only way to unseal it, so the caller must
 // show them (or retry Init, which overwrites them if it did not).
+//
+// With an auto-unseal Protector, Init validates RecoveryShares and
+// RecoveryThreshold by the same rules, wraps the KEK with the Wrapper (an
+// unreachable seal key is ErrKeyUnavailable and nothing is written) and
+// returns the recovery keys; the stored seal config then has secret
+// shares and threshold 1.
 func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error) {
-	if err := validateShares(req.SecretShares, req.SecretThreshold); err != nil {
+	cfg := &sealConfig{Type: m.protector.Type(), SecretShares: req.SecretShares, SecretThreshold: req.SecretThreshold}
+	if m.wrapper != nil {
+		cfg.SecretShares, cfg.SecretThreshold = 1, 1
+		cfg.RecoveryShares, cfg.RecoveryThreshold = req.RecoveryShares, req.RecoveryThreshold
+		if err := validateShares(req.RecoveryShares, req.RecoveryThreshold); err != nil {
+			return nil, fmt.Errorf("%w (recovery keys)", err)
+		}
+	} else if err := validateShares(req.SecretShares, req.SecretThreshold); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -201,7 +251,6 @@ func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error
 	if ok {
 		return nil, ErrAlreadyInitialized
 	}
-	cfg := &sealConfig{Type: m.protector.Type(), SecretShares: req.SecretShares, SecretThreshold: req.SecretThreshold}
 
 	rootKey, err := randomKey(m.rand)
 	if err != nil {
@@ -213,26 +262,46 @@ func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error
 		return nil, err
 	}
 	defer clear(kek)
-	keys, err := splitKEK(kek, cfg, m.rand)
-	if err != nil {
-		return nil, err
-	}
 	wrapped, err := wrapRootKey(m.rand, kek, rootKey)
 	if err != nil {
 		return nil, err
 	}
-	// The seal entries go first: a failure after this leaves the barrier
-	// uninitialized, and a retried Init overwrites them.
-	if err := m.backend.Apply(ctx, []storage.Op{
+	ops := []storage.Op{
 		{Key: ConfigPath, Value: cfg.marshal()},
 		{Key: RootKeyPath, Value: wrapped},
-	}); err != nil {
+	}
+	res := &InitResult{}
+	if m.wrapper == nil {
+		if res.Keys, err = splitKEK(kek, cfg, m.rand); err != nil {
+			return nil, err
+		}
+	} else {
+		blob, err := m.wrapper.Wrap(ctx, kek)
+		if err != nil {
+			return nil, fmt.Errorf("seal: wrap KEK with the %s seal: %w", m.wrapper.Type(), err)
+		}
+		recoveryKey, err := randomKey(m.rand)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(recoveryKey)
+		if res.RecoveryKeys, err = splitKEK(recoveryKey, cfg, m.rand); err != nil {
+			return nil, err
+		}
+		check, err := sealRecoveryCheck(m.rand, recoveryKey)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, storage.Op{Key: KEKPath, Value: blob}, storage.Op{Key: RecoveryCheckPath, Value: check})
+	}
+	// The seal entries go first: a failure after this leaves the barrier
+	// uninitialized, and a retried Init overwrites them.
+	if err := m.backend.Apply(ctx, ops); err != nil {
 		return nil, fmt.Errorf("seal: write seal entries: %w", err)
 	}
 	// From here on the keys may be the only way into an initialized
 	// barrier (an Apply can fail after it became durable), so they are
 	// returned even with an error.
-	res := &InitResult{Keys: keys}
 	if err := m.barrier.Initialize(ctx, rootKey); err != nil {
 		return res, fmt.Errorf("seal: initialize barrier: %w", err)
 	}
@@ -240,6 +309,7 @@ func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error
 		return res, fmt.Errorf("seal: unseal new barrier: %w", err)
 	}
 	m.resetAllLocked()
+	m.reason = ""
 	return res, nil
 }
 
@@ -250,7 +320,9 @@ func (m *Manager) Init(ctx context.Context, req InitRequest) (*InitResult, error
 // shares are discarded either way, and a result that opens nothing is
 // ErrInvalidKey. A share of the wrong shape is ErrInvalidShare, not
 // counted, progress kept. When already unsealed it returns the status. It
-// returns ErrNotInitialized before Init.
+// returns ErrNotInitialized before Init, ErrAutoUnseal for an auto-unseal
+// seal and ErrMigrationRequired when the stored seal type is not the
+// configured one.
 func (m *Manager) Unseal(ctx context.Context, key []byte) (Status, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -260,6 +332,12 @@ func (m *Manager) Unseal(ctx context.Context, key []byte) (Status, error) {
 	}
 	if !m.barrier.Sealed() {
 		return m.statusLocked(cfg), nil
+	}
+	switch {
+	case cfg.Type != m.protector.Type():
+		return m.statusLocked(cfg), ErrMigrationRequired
+	case cfg.auto():
+		return m.statusLocked(cfg), ErrAutoUnseal
 	}
 	if m.unseal == nil {
 		q, err := newQuorum(m.rand, m.now(), cfg)

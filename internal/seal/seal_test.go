@@ -481,8 +481,18 @@ func TestMissingConfigIsAnError(t *testing.T) {
 	if err := e.backend.Apply(ctx, []storage.Op{{Key: ConfigPath, Value: []byte(`{"type":"transit","secret_shares":1,"secret_threshold":1}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Status(ctx); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("Status with a transit config = %v, want ErrUnsupported", err)
+	if _, err := e.m.Status(ctx); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Status with a transit config without recovery keys = %v, want ErrInvalidConfig", err)
+	}
+	if err := e.backend.Apply(ctx, []storage.Op{{Key: ConfigPath, Value: []byte(`{"type":"transit","secret_shares":1,"secret_threshold":1,"recovery_shares":3,"recovery_threshold":2}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.m.Status(ctx)
+	if err != nil || !st.Migration || st.Type != "transit" || !st.RecoverySeal {
+		t.Errorf("Status with a stored transit seal on a shamir server = %+v, %v; want Migration, type transit, RecoverySeal", st, err)
+	}
+	if _, err := e.m.Unseal(ctx, make([]byte, 33)); !errors.Is(err, ErrMigrationRequired) {
+		t.Errorf("Unseal with a stored transit seal = %v, want ErrMigrationRequired", err)
 	}
 }
 
