@@ -276,6 +276,12 @@ func (b *Broker) Enable(ctx context.Context, name string, dc DeviceConfig, fromC
 		return logical.Errorf(logical.Invalid, "audit: enable %s/: %s", name, err)
 	}
 	b.mu.Lock()
+	if b.closed { // Close ran while the device opened
+		b.mu.Unlock()
+		d.abort()
+		d.quitOnce.Do(func() { close(d.quit) })
+		return ErrClosed
+	}
 	b.devices[name] = d
 	b.mu.Unlock()
 	return nil
@@ -327,13 +333,14 @@ func (b *Broker) Disable(ctx context.Context, name string) error {
 	if d.rec.FromConfig {
 		return coded(ErrDeclared, logical.Invalid, "audit: %s/ is declared in the server config and cannot be disabled through the API", name)
 	}
+	d.closeReason("disable") // from now on the goroutine saves no chain state
 	if err := b.saveTable(ctx, name, nil); err != nil {
+		d.closeReason("")
 		return err
 	}
 	b.mu.Lock()
 	delete(b.devices, name)
 	b.mu.Unlock()
-	d.closeReason("disable")
 	return d.stop(ctx)
 }
 

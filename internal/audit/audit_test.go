@@ -341,3 +341,31 @@ func TestDisableForgetsAndConfigDevicesStay(t *testing.T) {
 	raw, _ := os.ReadFile(outside)
 	mustVerify(t, raw)
 }
+
+func TestReEnableAfterDisableStartsAFreshChain(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := newStorage(t)
+	b := newBroker(t, Config{Storage: st, AllowedDirs: []string{dir}})
+	first := filepath.Join(dir, "1.log")
+	enableFile(t, b, "file", first)
+	for range 3 {
+		if err := b.LogRequest(ctx, request("r", logical.ReadOperation, "p", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key1 := b.List()[0].PublicKey
+	if err := b.Disable(ctx, "file"); err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(dir, "2.log")
+	enableFile(t, b, "file", second)
+	if b.List()[0].PublicKey == key1 {
+		t.Errorf("re-enabled device kept its old key")
+	}
+	closeBroker(t, b)
+	raw, _ := os.ReadFile(second)
+	if rep := mustVerify(t, raw); rep.FirstSeq != 1 || rep.FirstPrevHash != zeroHash {
+		t.Errorf("re-enabled device continues the old chain: %+v", rep)
+	}
+}

@@ -385,6 +385,12 @@ func (d *device) writeCheckpoint(reason string) error {
 }
 
 func (d *device) saveChain() {
+	d.mu.Lock()
+	forget := d.stopReason == "disable" // Disable deletes the chain state
+	d.mu.Unlock()
+	if forget {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	b, _ := json.Marshal(chainState{Seq: d.seq, PrevHash: d.prev})
