@@ -94,7 +94,7 @@ func Verify(r io.Reader, pubKey ed25519.PublicKey) (Report, error) {
 		if n == 1 {
 			rep.FirstSeq, rep.FirstPrevHash = seq, h.PrevHash
 			if pubKey == nil {
-				if h.Checkpoint == nil {
+				if h.Checkpoint == nil || h.Type != "checkpoint" {
 					return bad(n, "the first line carries no public key: pass the device's public key")
 				}
 				k, err := ParsePublicKey(h.Checkpoint.PublicKey)
