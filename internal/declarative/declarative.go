@@ -40,7 +40,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Kind is the kind of object.
@@ -179,13 +181,32 @@ func covers(current, desired Object) bool {
 	}
 	sub := func(have, want map[string]string) bool {
 		for k, v := range want {
-			if have[k] != v {
+			if !sameValue(have[k], v) {
 				return false
 			}
 		}
 		return true
 	}
 	return sub(current.Options, desired.Options) && sub(current.Config, desired.Config)
+}
+
+// sameValue compares settings as the server reports them: equal strings,
+// or durations that are equal once "1h" and "3600" (seconds) are read.
+func sameValue(have, want string) bool {
+	if have == want {
+		return true
+	}
+	h, ok1 := seconds(have)
+	w, ok2 := seconds(want)
+	return ok1 && ok2 && h == w
+}
+
+func seconds(s string) (time.Duration, bool) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil
 }
 
 // Equal reports whether two objects are the same.

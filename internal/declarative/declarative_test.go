@@ -70,6 +70,11 @@ func TestPlan(t *testing.T) {
 			state(kv1, pApp), state(kv2, pApp2), nil,
 			[]string{"conflict policy app", "conflict mount secret/"},
 		},
+		"durations compare by value": {
+			state(Object{Key: Key{Mount, "t/"}, Type: "transit", Config: map[string]string{"default_lease_ttl": "3600"}}),
+			state(Object{Key: Key{Mount, "t/"}, Type: "transit", Config: map[string]string{"default_lease_ttl": "1h"}}),
+			nil, nil,
+		},
 		"not owned and equal is left alone": {
 			state(kv2), state(kv2), nil, nil,
 		},
