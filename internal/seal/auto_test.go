@@ -76,8 +76,8 @@ func TestStaticKeyReferences(t *testing.T) {
 		"raw 32 bytes in a file":          {StaticConfig{CurrentKeyID: "k", CurrentKey: raw}, nil},
 		"base64 file with a newline":      {StaticConfig{CurrentKeyID: "k", CurrentKey: b64nl}, nil},
 		"base64 in an env var":            {StaticConfig{CurrentKeyID: "k", CurrentKey: "env://GOOD"}, nil},
-		"unset env var is unavailable":    {StaticConfig{CurrentKeyID: "k", CurrentKey: "env://NOPE"}, ErrKeyUnavailable},
-		"missing file is unavailable":     {StaticConfig{CurrentKeyID: "k", CurrentKey: "file://" + dir + "/none"}, ErrKeyUnavailable},
+		"unset env var is resolved later": {StaticConfig{CurrentKeyID: "k", CurrentKey: "env://NOPE"}, nil},
+		"missing file is resolved later":  {StaticConfig{CurrentKeyID: "k", CurrentKey: "file://" + dir + "/none"}, nil},
 		"16-byte key is invalid":          {StaticConfig{CurrentKeyID: "k", CurrentKey: short}, ErrInvalidConfig},
 		"garbage key is invalid":          {StaticConfig{CurrentKeyID: "k", CurrentKey: "env://BAD"}, ErrInvalidConfig},
 		"literal key is refused":          {StaticConfig{CurrentKeyID: "k", CurrentKey: base64.StdEncoding.EncodeToString(staticKey1)}, ErrInvalidConfig},
@@ -95,6 +95,28 @@ func TestStaticKeyReferences(t *testing.T) {
 				assertNoKeyMaterial(t, err.Error(), staticKey1)
 			}
 		})
+	}
+}
+
+func TestStaticKeyAppearsLater(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "key")
+	s, err := NewStatic(StaticConfig{CurrentKeyID: "k", CurrentKey: "file://" + path})
+	if err != nil {
+		t.Fatalf("NewStatic with a key file not there yet: %v", err)
+	}
+	if _, err := s.Wrap(ctx, make([]byte, 32)); !errors.Is(err, ErrKeyUnavailable) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Wrap before the file exists = %v, want ErrKeyUnavailable naming the file", err)
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(staticKey1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blob, err := s.Wrap(ctx, make([]byte, 32))
+	if err != nil {
+		t.Fatalf("Wrap once the file exists: %v", err)
+	}
+	if _, err := s.Unwrap(ctx, blob); err != nil {
+		t.Errorf("Unwrap: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // TypeStatic is the seal type of Static.
@@ -40,18 +41,23 @@ type StaticConfig struct {
 }
 
 // Static is an auto-unseal Protector whose KEK is wrapped with AES-256-GCM
-// under a 32-byte key read from a file or an environment variable at
-// construction. It is safe for concurrent use and never does I/O after New.
+// under a 32-byte key read from a file or an environment variable. It is
+// safe for concurrent use.
 type Static struct {
 	id, prevID string
-	key, prev  []byte
 	rand       io.Reader
+	cfg        StaticConfig
+
+	mu        sync.Mutex // guards following
+	key, prev []byte     // nil until resolved
 }
 
-// NewStatic resolves the keys cfg names. An unreadable reference is an
-// error wrapping ErrKeyUnavailable (a mounted secret may appear later);
-// a malformed config or a key that is not 32 bytes is ErrInvalidConfig.
-// Errors name the reference, never the key.
+// NewStatic validates cfg and resolves the keys it names. A key that is
+// not 32 bytes, or a reference that is neither file:// nor env://, is
+// ErrInvalidConfig. A reference that cannot be read yet (the mounted
+// secret or the variable is missing) is not an error here: Wrap and Unwrap
+// try again and return ErrKeyUnavailable until it can be read, so a server
+// starts sealed and says why. Errors name the reference, never the key.
 func NewStatic(cfg StaticConfig) (*Static, error) {
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
@@ -68,17 +74,47 @@ func NewStatic(cfg StaticConfig) (*Static, error) {
 	if (cfg.PreviousKeyID == "") != (cfg.PreviousKey == "") || len(cfg.PreviousKeyID) > 255 {
 		return nil, fmt.Errorf("%w: static seal: previous_key_id and previous_key go together", ErrInvalidConfig)
 	}
-	s := &Static{id: cfg.CurrentKeyID, prevID: cfg.PreviousKeyID, rand: cfg.Rand}
-	var err error
-	if s.key, err = resolveKey(cfg, "current_key", cfg.CurrentKey); err != nil {
-		return nil, err
+	for name, ref := range map[string]string{"current_key": cfg.CurrentKey, "previous_key": cfg.PreviousKey} {
+		if ref != "" && !strings.HasPrefix(ref, "file://") && !strings.HasPrefix(ref, "env://") {
+			return nil, fmt.Errorf("%w: static seal: %s must be file:///path or env://VAR", ErrInvalidConfig, name)
+		}
 	}
-	if cfg.PreviousKey != "" {
-		if s.prev, err = resolveKey(cfg, "previous_key", cfg.PreviousKey); err != nil {
+	s := &Static{id: cfg.CurrentKeyID, prevID: cfg.PreviousKeyID, rand: cfg.Rand, cfg: cfg}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, get := range []func() ([]byte, error){s.currentLocked, s.previousLocked} {
+		if _, err := get(); err != nil && !errors.Is(err, ErrKeyUnavailable) {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// currentLocked returns the current key, resolving it if not yet done.
+func (s *Static) currentLocked() ([]byte, error) {
+	if s.key == nil {
+		k, err := resolveKey(s.cfg, "current_key", s.cfg.CurrentKey)
+		if err != nil {
+			return nil, err
+		}
+		s.key = k
+	}
+	return s.key, nil
+}
+
+// previousLocked returns the previous key (nil, nil when none is set).
+func (s *Static) previousLocked() ([]byte, error) {
+	if s.cfg.PreviousKey == "" {
+		return nil, nil
+	}
+	if s.prev == nil {
+		k, err := resolveKey(s.cfg, "previous_key", s.cfg.PreviousKey)
+		if err != nil {
+			return nil, err
+		}
+		s.prev = k
+	}
+	return s.prev, nil
 }
 
 func resolveKey(cfg StaticConfig, name, ref string) ([]byte, error) {
@@ -129,7 +165,13 @@ func staticAD(id string) []byte { return append([]byte("coffer/seal/static\x00")
 
 // Wrap implements Wrapper: version | len(id) | id | nonce | AES-256-GCM.
 func (s *Static) Wrap(_ context.Context, kek []byte) ([]byte, error) {
-	aead, err := newGCM(s.key)
+	s.mu.Lock()
+	key, err := s.currentLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +193,20 @@ func (s *Static) Unwrap(_ context.Context, blob []byte) ([]byte, error) {
 	}
 	id := string(blob[2 : 2+int(blob[1])])
 	rest := blob[2+int(blob[1]):]
-	var key []byte
+	var (
+		key []byte
+		err error
+	)
+	s.mu.Lock()
 	switch id {
 	case s.id:
-		key = s.key
+		key, err = s.currentLocked()
 	case s.prevID:
-		key = s.prev
+		key, err = s.previousLocked()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	if key == nil {
 		return nil, fmt.Errorf("%w: static seal: the KEK is wrapped with key id %q; configure it as current_key_id or previous_key_id", ErrKeyUnavailable, id)
