@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
 	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/logical"
 	"github.com/coffer-dev/coffer/internal/policy/store"
@@ -41,6 +42,9 @@ type Config struct {
 	// The builtin types system, token and cubbyhole are always present
 	// (cubbyhole needs its factory here).
 	Engines map[string]logical.Factory
+	// AuthMethods maps an auth method type ("kubernetes", "approle", ...)
+	// to its factory; they are mounted under auth/.
+	AuthMethods map[string]logical.Factory
 	// StorageType is reported by sys/seal-status ("bolt", "inmem", "raft").
 	StorageType string
 	// ClusterName is reported by sys/health; empty: "coffer-cluster-<id>".
@@ -148,7 +152,8 @@ func (c *Core) setupLocked(ctx context.Context) error {
 		Now:     c.cfg.Now,
 		Logger:  c.logger.With("component", "lease"),
 		Revokers: map[string]func(context.Context, *lease.Lease) error{
-			"token": func(ctx context.Context, l *lease.Lease) error { return st.tokens.RevokeLease(ctx, l) },
+			"token":         func(ctx context.Context, l *lease.Lease) error { return st.tokens.RevokeLease(ctx, l) },
+			secretLeaseKind: func(ctx context.Context, l *lease.Lease) error { return c.revokeSecretLease(ctx, st, l) },
 		},
 	})
 	if err != nil {
@@ -164,9 +169,16 @@ func (c *Core) setupLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("core: token store: %w", err)
 	}
+	factories := make(map[string]logical.Factory, len(c.cfg.Engines)+len(c.cfg.AuthMethods))
+	for k, f := range c.cfg.Engines {
+		factories[k] = f
+	}
+	for k, f := range c.cfg.AuthMethods {
+		factories[k] = f
+	}
 	st.mounts = &mountManager{
 		store:     c.barrier,
-		factories: c.cfg.Engines,
+		factories: factories,
 		now:       c.cfg.Now,
 		newID:     c.newID,
 		logger:    c.logger,
@@ -243,10 +255,13 @@ func (c *Core) runPeriodic(ctx context.Context, st *unsealed) {
 
 // onTokenRevoked destroys what belonged to a revoked token.
 func (c *Core) onTokenRevoked(ctx context.Context, st *unsealed, e *token.Entry) error {
+	if err := c.revokeTokenLeases(ctx, st, e.Accessor); err != nil {
+		return err
+	}
 	if st.cubbyhole == nil || e.CubbyholeID == "" {
 		return nil
 	}
-	return deleteTree(ctx, st.cubbyhole, e.CubbyholeID+"/")
+	return cubbyhole.Destroy(ctx, st.cubbyhole, e.CubbyholeID)
 }
 
 const clusterKey = "core/cluster-id"

@@ -33,6 +33,8 @@ var sudoPaths = []string{
 	"sys/audit/",
 	"sys/leases/revoke-prefix/",
 	"sys/leases/revoke-force/",
+	"sys/leases/lookup/",
+	"sys/revoke-prefix/",
 }
 
 func matchAny(list []string, path string) bool {
@@ -89,17 +91,16 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 		return nil, err
 	}
 	req.Path = path
+	m, rel := st.mounts.table.route(path)
 
 	var entry *token.Entry
-	if !matchAny(unauthenticated, strings.TrimSuffix(path, "/")) {
+	if !c.unauthenticated(m, path, rel) {
 		entry, err = c.authenticate(ctx, st, req.ClientToken)
 		if err != nil {
 			return nil, err
 		}
 		req.Caller = entry.Caller()
 	}
-
-	m, rel := st.mounts.table.route(path)
 
 	// A write is a create when the engine says the path does not exist.
 	if req.Operation == logical.UpdateOperation && m != nil {
@@ -136,13 +137,83 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 	if err != nil {
 		return nil, mapStorageError(err)
 	}
-	if resp != nil && resp.MountType == "" {
+	if resp == nil {
+		return nil, nil
+	}
+	if resp.MountType == "" {
 		resp.MountType = m.entry.Type
 	}
-	if req.WrapTTL > 0 && resp != nil && resp.WrapInfo == nil {
+	if resp.Auth != nil && resp.Auth.ClientToken == "" && m.entry.Type != "token" {
+		if err := c.mintLoginToken(ctx, st, m, path, resp.Auth); err != nil {
+			return nil, err
+		}
+	}
+	if resp.Secret != nil {
+		if err := c.registerSecret(ctx, st, m, path, rel, entry, resp); err != nil {
+			return nil, err
+		}
+	}
+	if req.WrapTTL > 0 && resp.WrapInfo == nil {
 		return c.wrapResponse(ctx, st, path, resp, req.WrapTTL)
 	}
 	return resp, nil
+}
+
+// unauthenticated reports whether path may be called without a token: a
+// core path (unwrapping), or a path its auth method declares (logins).
+func (c *Core) unauthenticated(m *mount, path, rel string) bool {
+	if matchAny(unauthenticated, strings.TrimSuffix(path, "/")) {
+		return true
+	}
+	if m == nil || !strings.HasPrefix(m.entry.Path, "auth/") {
+		return false
+	}
+	u, ok := m.backend.(logical.Unauthenticated)
+	if !ok {
+		return false
+	}
+	for _, p := range u.UnauthenticatedPaths() {
+		if rel == p || (strings.HasSuffix(p, "*") && strings.HasPrefix(rel, strings.TrimSuffix(p, "*"))) {
+			return true
+		}
+	}
+	return false
+}
+
+// mintLoginToken creates the token an auth method's login asked for and
+// completes the auth block. Login tokens are orphans (no parent: the
+// identity, not a token, vouched for them), capped by the mount's TTLs.
+func (c *Core) mintLoginToken(ctx context.Context, st *unsealed, m *mount, path string, a *logical.Auth) error {
+	ttl, maxTTL := leaseTTLs(m, a.TTL, a.MaxTTL)
+	renewable := logical.Bool(a.Renewable)
+	display := strings.TrimSuffix(strings.TrimPrefix(m.entry.Path, "auth/"), "/")
+	if a.DisplayName != "" {
+		display += "-" + a.DisplayName
+	}
+	tok, e, err := st.tokens.Create(ctx, nil, token.CreateRequest{
+		Policies:       a.Policies,
+		Meta:           a.Metadata,
+		TTL:            logical.Duration(ttl),
+		ExplicitMaxTTL: logical.Duration(maxTTL),
+		Period:         logical.Duration(a.Period),
+		DisplayName:    display,
+		NumUses:        logical.Int(a.NumUses),
+		Renewable:      &renewable,
+		Path:           path,
+	})
+	if err != nil {
+		return fmt.Errorf("core: mint login token: %w", err)
+	}
+	a.ClientToken = tok
+	a.Accessor = e.Accessor
+	a.Policies = e.Policies
+	a.TokenPolicies = e.Policies
+	a.Metadata = e.Meta
+	a.LeaseDuration = int64(e.TTL(c.cfg.Now()).Round(time.Second) / time.Second)
+	a.Renewable = e.Renewable
+	a.Orphan = true
+	a.TokenType = "service"
+	return nil
 }
 
 // authenticate resolves a token to its entry; a missing, unknown or

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -30,8 +31,14 @@ func (s *sysBackend) HandleRequest(ctx context.Context, req *logical.Request) (*
 		return s.tune(ctx, req, mountPath(strings.TrimSuffix(strings.TrimPrefix(p, "mounts/"), "/tune")))
 	case strings.HasPrefix(p, "mounts/"):
 		return s.mount(ctx, req, mountPath(strings.TrimPrefix(p, "mounts/")))
+	case strings.HasPrefix(p, "auth/") && strings.HasSuffix(p, "/tune"):
+		return s.tune(ctx, req, "auth/"+mountPath(strings.TrimSuffix(strings.TrimPrefix(p, "auth/"), "/tune")))
 	case strings.HasPrefix(p, "auth/"):
-		return nil, logical.Errorf(logical.Invalid, "auth methods other than token are not available yet")
+		return s.authMount(ctx, req, mountPath(strings.TrimPrefix(p, "auth/")))
+	case strings.HasPrefix(p, "leases/"):
+		return s.c.leasesHandle(ctx, s.st, req, strings.TrimPrefix(p, "leases/"))
+	case p == "renew" || strings.HasPrefix(p, "renew/") || p == "revoke" || strings.HasPrefix(p, "revoke/"):
+		return s.c.leasesHandle(ctx, s.st, req, p)
 	case p == "internal/ui/mounts" || strings.HasPrefix(p, "internal/ui/mounts/"):
 		return s.uiMount(req, strings.TrimPrefix(strings.TrimPrefix(p, "internal/ui/mounts"), "/"))
 	case p == "policies/acl" || strings.HasPrefix(p, "policies/acl/") || p == "policy" || strings.HasPrefix(p, "policy/") || p == "policies/acl/":
@@ -112,7 +119,30 @@ type enableMountRequest struct {
 // reservedMounts cannot be used for new mounts.
 var reservedMounts = []string{"sys/", "auth/", "cubbyhole/", "identity/"}
 
+// authMount enables, disables or reads an auth method at auth/<path>.
+func (s *sysBackend) authMount(ctx context.Context, req *logical.Request, path string) (*logical.Response, error) {
+	if path == "" {
+		return nil, logical.Errorf(logical.Invalid, "missing auth method path")
+	}
+	if path == "token/" {
+		if req.Operation == logical.ReadOperation {
+			return &logical.Response{Data: mountInfo(s.st.mounts.table.get("auth/token/").entry)}, nil
+		}
+		return nil, logical.Errorf(logical.Invalid, "the token auth method cannot be changed")
+	}
+	return s.mountAt(ctx, req, "auth/"+path, s.c.cfg.AuthMethods)
+}
+
 func (s *sysBackend) mount(ctx context.Context, req *logical.Request, path string) (*logical.Response, error) {
+	for _, res := range reservedMounts {
+		if strings.HasPrefix(path, res) && req.Operation != logical.ReadOperation && req.Operation != logical.DeleteOperation {
+			return nil, logical.Errorf(logical.Invalid, "cannot mount under reserved path %q", res)
+		}
+	}
+	return s.mountAt(ctx, req, path, s.c.cfg.Engines)
+}
+
+func (s *sysBackend) mountAt(ctx context.Context, req *logical.Request, path string, factories map[string]logical.Factory) (*logical.Response, error) {
 	if path == "" {
 		return nil, logical.Errorf(logical.Invalid, "missing mount path")
 	}
@@ -129,6 +159,14 @@ func (s *sysBackend) mount(ctx context.Context, req *logical.Request, path strin
 				return nil, logical.Errorf(logical.Invalid, "cannot unmount %q", path)
 			}
 		}
+		// Vault revokes what a mount issued before it goes: dynamic
+		// secrets while their engine can still revoke them, and the
+		// tokens an auth method minted.
+		if s.st.mounts.table.get(path) != nil {
+			if err := s.st.leases.RevokePrefix(ctx, strings.TrimSuffix(path, "/")); err != nil {
+				return nil, fmt.Errorf("core: revoke leases of %q: %w", path, err)
+			}
+		}
 		return nil, s.st.mounts.disable(ctx, path)
 	case logical.CreateOperation, logical.UpdateOperation:
 		var r enableMountRequest
@@ -137,11 +175,6 @@ func (s *sysBackend) mount(ctx context.Context, req *logical.Request, path strin
 		}
 		if r.Type == "" {
 			return nil, logical.Errorf(logical.Invalid, "missing mount type")
-		}
-		for _, res := range reservedMounts {
-			if strings.HasPrefix(path, res) {
-				return nil, logical.Errorf(logical.Invalid, "cannot mount under reserved path %q", res)
-			}
 		}
 		switch r.Type {
 		case "system", "token", "cubbyhole", "identity":
@@ -155,7 +188,7 @@ func (s *sysBackend) mount(ctx context.Context, req *logical.Request, path strin
 			}
 			r.Options["version"] = "2"
 		}
-		if _, ok := s.c.cfg.Engines[r.Type]; !ok {
+		if _, ok := factories[r.Type]; !ok {
 			return nil, logical.Errorf(logical.Invalid, "plugin not found in the catalog: %s", r.Type)
 		}
 		e := MountEntry{

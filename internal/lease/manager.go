@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -543,4 +544,36 @@ func (q *queue) Pop() any {
 	it := old[len(old)-1]
 	*q = old[:len(old)-1]
 	return it
+}
+
+// List returns what lies directly under prefix (a lease path ending in
+// "/", or ""), as Vault's LIST sys/leases/lookup/<prefix> does: folders end
+// in "/", and a lease issued at exactly that path is listed by the rest of
+// its ID after prefix. The result is sorted.
+func (m *Manager) List(ctx context.Context, prefix string) ([]string, error) {
+	dir := pathPrefix
+	if p := cleanPath(prefix); p != "" {
+		dir += p + "/"
+	}
+	keys, err := m.store.List(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("lease: list: %w", err)
+	}
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/") {
+			out = append(out, k)
+			continue
+		}
+		l, err := m.get(ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, strings.TrimPrefix(l.ID, strings.TrimSuffix(prefix, "/")+"/"))
+	}
+	sort.Strings(out)
+	return out, nil
 }
