@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
 	"github.com/coffer-dev/coffer/internal/lease"
@@ -57,6 +58,19 @@ type Config struct {
 	Logger *slog.Logger
 	// PeriodicInterval is how often engines' Periodic runs. 0: one minute.
 	PeriodicInterval time.Duration
+	// AuditDevices are declared in the server config; they are enabled at
+	// every unseal and cannot be disabled through the API.
+	AuditDevices []AuditDevice
+	// AuditAllowedDirs are where file audit devices enabled through the
+	// API may write; AuditAllowAnyPath lifts that (dev mode).
+	AuditAllowedDirs  []string
+	AuditAllowAnyPath bool
+}
+
+// AuditDevice is an audit block of the server config.
+type AuditDevice struct {
+	Name   string
+	Config audit.DeviceConfig
 }
 
 // Core is the request pipeline and the server's life-cycle. It is safe for
@@ -79,6 +93,7 @@ type unsealed struct {
 	tokens    *token.Store
 	leases    *lease.Manager
 	policies  *store.Store
+	audit     *audit.Broker
 	cubbyhole logical.Storage
 	clusterID string
 
@@ -143,6 +158,23 @@ func defaultMounts() []MountEntry {
 func (c *Core) setupLocked(ctx context.Context) error {
 	st := &unsealed{}
 	var err error
+	st.audit, err = audit.New(ctx, audit.Config{
+		Storage:      logical.NewView(c.barrier, "core/audit/"),
+		Now:          c.cfg.Now,
+		Rand:         c.cfg.Rand,
+		Logger:       c.logger.With("component", "audit"),
+		AllowedDirs:  c.cfg.AuditAllowedDirs,
+		AllowAnyPath: c.cfg.AuditAllowAnyPath,
+	})
+	if err != nil {
+		return fmt.Errorf("core: audit: %w", err)
+	}
+	for _, d := range c.cfg.AuditDevices {
+		if err := st.audit.Enable(ctx, d.Name, d.Config, true); err != nil {
+			st.audit.Close(ctx)
+			return fmt.Errorf("core: audit device %q from the config: %w", d.Name, err)
+		}
+	}
 	st.policies, err = store.New(store.Config{Storage: logical.NewView(c.barrier, "sys/policy/")})
 	if err != nil {
 		return fmt.Errorf("core: policy store: %w", err)
@@ -226,7 +258,22 @@ func (c *Core) teardownLocked() {
 	}
 	c.state.cancel()
 	c.state.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.state.audit.Close(ctx); err != nil {
+		c.logger.Warn("closing audit devices", "err", err)
+	}
 	c.state = nil
+}
+
+// ReopenAudit reopens file audit devices (on SIGHUP, after log rotation).
+func (c *Core) ReopenAudit(ctx context.Context) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.state == nil {
+		return nil
+	}
+	return c.state.audit.Reopen(ctx)
 }
 
 // runPeriodic calls every engine's Periodic hook until ctx is done.

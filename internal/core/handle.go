@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/logical"
 	"github.com/coffer-dev/coffer/internal/policy"
@@ -31,6 +32,7 @@ var sudoPaths = []string{
 	"sys/raw/",
 	"sys/audit",
 	"sys/audit/",
+	"sys/audit-hash/",
 	"sys/leases/revoke-prefix/",
 	"sys/leases/revoke-force/",
 	"sys/leases/lookup/",
@@ -86,20 +88,56 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 	if st == nil {
 		return nil, logical.ErrSealed
 	}
-	path, err := CleanPath(req.Path)
-	if err != nil {
+	in := audit.NewInput(req)
+	resp, err, logged := c.serve(ctx, st, req, in)
+	if logged {
+		return resp, err
+	}
+	if in.Err != nil {
+		// Refused before the engine: recorded as a response with its error.
+		if aerr := st.audit.LogResponse(ctx, in, nil, err); aerr != nil {
+			return nil, fmt.Errorf("core: audit: %w", aerr)
+		}
 		return nil, err
 	}
+	if aerr := st.audit.LogResponse(ctx, in, resp, err); aerr != nil {
+		// Fail closed: no device recorded it, so no data leaves.
+		return nil, fmt.Errorf("core: audit: %w", aerr)
+	}
+	return resp, err
+}
+
+// serve runs req through the pipeline. Errors before the engine set in.Err;
+// once the request is authorized it is recorded (in) before the engine
+// sees it.
+//
+// logged reports that serve recorded the response itself: disabling an
+// audit device records its answer first, while the device still exists,
+// so turning off the last working device cannot fail closed after the fact.
+func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in *audit.Input) (resp *logical.Response, err error, logged bool) {
+	refuse := func(err error) (*logical.Response, error, bool) {
+		in.Err = err
+		return nil, err, false
+	}
+	path, err := CleanPath(req.Path)
+	if err != nil {
+		return refuse(err)
+	}
 	req.Path = path
+	in.Path = path
 	m, rel := st.mounts.table.route(path)
+	if m != nil {
+		in.MountPoint, in.MountType = m.entry.Path, m.entry.Type
+	}
 
 	var entry *token.Entry
 	if !c.unauthenticated(m, path, rel) {
 		entry, err = c.authenticate(ctx, st, req.ClientToken)
 		if err != nil {
-			return nil, err
+			return refuse(err)
 		}
 		req.Caller = entry.Caller()
+		in.Caller = req.Caller
 	}
 
 	// A write is a create when the engine says the path does not exist.
@@ -110,53 +148,71 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 			sub.MountPoint = m.entry.Path
 			checked, exists, err := ec.Exists(ctx, &sub)
 			if err != nil {
-				return nil, err
+				return refuse(err)
 			}
 			if checked && !exists {
 				req.Operation = logical.CreateOperation
+				in.Operation = req.Operation
 			}
 		}
 	}
 
 	if entry != nil {
 		if err := c.authorize(ctx, st, entry, req.Operation, path); err != nil {
-			return nil, err
-		}
-		if err := st.tokens.Use(ctx, entry); err != nil {
-			return nil, fmt.Errorf("core: use token: %w", err)
+			return refuse(err)
 		}
 	}
-
 	if m == nil {
-		return nil, &logical.Error{Code: logical.NotFound, Message: fmt.Sprintf("no handler for route %q. route entry not found.", path)}
+		return refuse(&logical.Error{Code: logical.NotFound, Message: fmt.Sprintf("no handler for route %q. route entry not found.", path)})
+	}
+	if err := st.audit.LogRequest(ctx, in); err != nil {
+		return nil, fmt.Errorf("core: audit: %w", err), false
+	}
+	if entry != nil {
+		if err := st.tokens.Use(ctx, entry); err != nil {
+			return nil, fmt.Errorf("core: use token: %w", err), false
+		}
 	}
 	sub := *req
 	sub.Path = rel
 	sub.MountPoint = m.entry.Path
-	resp, err := m.backend.HandleRequest(ctx, &sub)
+	if path == "sys/audit" || strings.HasPrefix(path, "sys/audit/") || strings.HasPrefix(path, "sys/audit-hash/") {
+		sub.Path = strings.TrimPrefix(path, "sys/")
+		if req.Operation == logical.DeleteOperation && strings.HasPrefix(path, "sys/audit/") {
+			if err := st.audit.LogResponse(ctx, in, nil, nil); err != nil {
+				return nil, fmt.Errorf("core: audit: %w", err), true
+			}
+			resp, err := st.audit.HandleRequest(ctx, &sub)
+			return resp, err, true
+		}
+		resp, err = st.audit.HandleRequest(ctx, &sub)
+	} else {
+		resp, err = m.backend.HandleRequest(ctx, &sub)
+	}
 	if err != nil {
-		return nil, mapStorageError(err)
+		return nil, mapStorageError(err), false
 	}
 	if resp == nil {
-		return nil, nil
+		return nil, nil, false
 	}
 	if resp.MountType == "" {
 		resp.MountType = m.entry.Type
 	}
 	if resp.Auth != nil && resp.Auth.ClientToken == "" && m.entry.Type != "token" {
 		if err := c.mintLoginToken(ctx, st, m, path, resp.Auth); err != nil {
-			return nil, err
+			return nil, err, false
 		}
 	}
 	if resp.Secret != nil {
 		if err := c.registerSecret(ctx, st, m, path, rel, entry, resp); err != nil {
-			return nil, err
+			return nil, err, false
 		}
 	}
 	if req.WrapTTL > 0 && resp.WrapInfo == nil {
-		return c.wrapResponse(ctx, st, path, resp, req.WrapTTL)
+		resp, err = c.wrapResponse(ctx, st, path, resp, req.WrapTTL)
+		return resp, err, false
 	}
-	return resp, nil
+	return resp, nil, false
 }
 
 // unauthenticated reports whether path may be called without a token: a
