@@ -99,7 +99,7 @@ func TestSopsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sops --encrypt: %v", err)
 	}
-	for _, want := range []string{"ENC[AES256_GCM", "hc_vault", "vault:v1:", uri} {
+	for _, want := range []string{"ENC[AES256_GCM", "hc_vault", "vault:v1:", "vault_address: " + p.addr, "key_name: sops"} {
 		if !bytes.Contains(enc, []byte(want)) {
 			t.Errorf("encrypted file lacks %q:\n%s", want, enc)
 		}
