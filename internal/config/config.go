@@ -40,6 +40,9 @@ type Config struct {
 	// issues that build them (auto-unseal, audit devices).
 	Seals  []Block
 	Audits []Block
+	// AuditAllowedDirs are the directories where file audit devices
+	// enabled through the API may write (audit_allowed_dirs).
+	AuditAllowedDirs []string
 	// Warnings lists settings that were accepted but ignored.
 	Warnings []string
 }
@@ -121,6 +124,8 @@ func Parse(filename string, src []byte) (*Config, error) {
 			}
 		case "log_format":
 			c.LogFormat, err = asString(name, v)
+		case "audit_allowed_dirs":
+			c.AuditAllowedDirs, err = asStrings(name, v)
 		default:
 			why, ok := ignored[name]
 			if !ok {
@@ -289,6 +294,22 @@ func asString(name string, v any) (string, error) {
 		return fmt.Sprint(x), nil
 	}
 	return "", fmt.Errorf("config: %s must be a string", name)
+}
+
+func asStrings(name string, v any) ([]string, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("config: %s must be a list of strings", name)
+	}
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("config: %s must be a list of strings", name)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func asBool(name string, v any) (bool, error) {

@@ -15,9 +15,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/config"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
@@ -83,16 +86,36 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer backend.Close()
 
+	devices, err := auditDevices(cfg.Audits)
+	if err != nil {
+		return err
+	}
 	c, err := core.New(core.Config{
-		Backend:     backend,
-		Engines:     Engines(),
-		StorageType: cfg.Storage.Type,
-		ClusterName: cfg.ClusterName,
-		Logger:      logger,
+		Backend:           backend,
+		Engines:           Engines(),
+		AuthMethods:       AuthMethods(),
+		StorageType:       cfg.Storage.Type,
+		ClusterName:       cfg.ClusterName,
+		Logger:            logger,
+		AuditDevices:      devices,
+		AuditAllowedDirs:  cfg.AuditAllowedDirs,
+		AuditAllowAnyPath: opts.Dev,
 	})
 	if err != nil {
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := c.ReopenAudit(context.Background()); err != nil {
+				logger.Warn("reopen audit devices", "err", err)
+			} else {
+				logger.Info("audit devices reopened")
+			}
+		}
+	}()
 	defer c.Close()
 
 	if opts.Dev {
@@ -141,6 +164,48 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// AuthMethods are the auth methods a server can mount under auth/, by type.
+func AuthMethods() map[string]logical.Factory {
+	return map[string]logical.Factory{}
+}
+
+// auditDevices turns the config's audit "<type>" "<name>" blocks into
+// devices the core enables at every unseal.
+func auditDevices(blocks []config.Block) ([]core.AuditDevice, error) {
+	var out []core.AuditDevice
+	for _, b := range blocks {
+		if len(b.Labels) != 2 {
+			return nil, fmt.Errorf("server: an audit block needs two labels, its type and its path: audit \"file\" \"file/\" { ... }")
+		}
+		d := core.AuditDevice{Name: strings.Trim(b.Labels[1], "/"), Config: audit.DeviceConfig{Type: b.Labels[0], Options: map[string]string{}}}
+		for k, v := range b.Attributes {
+			switch k {
+			case "description":
+				s, ok := v.(string)
+				if !ok {
+					return nil, fmt.Errorf("server: audit %q: description must be a string", d.Name)
+				}
+				d.Config.Description = s
+			case "local":
+				bv, _ := v.(bool)
+				d.Config.Local = bv
+			case "options":
+				m, ok := v.(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("server: audit %q: options must be a map", d.Name)
+				}
+				for ok, ov := range m {
+					d.Config.Options[ok] = fmt.Sprint(ov)
+				}
+			default:
+				return nil, fmt.Errorf("server: audit %q: unknown setting %q", d.Name, k)
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 func loadConfig(opts Options) (*config.Config, error) {
