@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,12 @@ type Config struct {
 	Logger *slog.Logger
 	// PeriodicInterval is how often engines' Periodic runs. 0: one minute.
 	PeriodicInterval time.Duration
+	// SealProtector protects the root key: nil is Shamir; an auto-unseal
+	// seal (transit, static) lets the server unseal itself.
+	SealProtector seal.Protector
+	// SealMigrateFrom is the previous auto-unseal seal during a migration
+	// (a seal block marked disabled).
+	SealMigrateFrom seal.Wrapper
 	// AuditDevices are declared in the server config; they are enabled at
 	// every unseal and cannot be disabled through the API.
 	AuditDevices []AuditDevice
@@ -125,7 +132,8 @@ func New(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	sm, err := seal.New(seal.Config{Backend: cfg.Backend, Barrier: b, Rand: cfg.Rand, Now: cfg.Now})
+	sm, err := seal.New(seal.Config{Backend: cfg.Backend, Barrier: b, Rand: cfg.Rand, Now: cfg.Now,
+		Protector: cfg.SealProtector, MigrateFrom: cfg.SealMigrateFrom})
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
@@ -330,18 +338,48 @@ func (c *Core) clusterID(ctx context.Context) (string, error) {
 
 // InitResult is what sys/init returns once.
 type InitResult struct {
-	Keys      [][]byte
-	RootToken string
+	Keys         [][]byte
+	RecoveryKeys [][]byte
+	RootToken    string
+}
+
+// InitRequest is sys/init's body: unseal shares for Shamir, recovery
+// shares for an auto-unseal seal.
+type InitRequest struct {
+	SecretShares, SecretThreshold     int
+	RecoveryShares, RecoveryThreshold int
+	// RootTokenID, when not empty, is the root token (dev mode).
+	RootTokenID string
 }
 
 // Init initializes a new server: it creates the root key, splits the
 // unseal key into shares, creates the root token, and leaves the server
 // sealed. rootTokenID, when not empty, is used as the root token (dev mode).
-func (c *Core) Init(ctx context.Context, shares, threshold int, rootTokenID string) (*InitResult, error) {
+func (c *Core) Init(ctx context.Context, r InitRequest) (*InitResult, error) {
+	res, err := c.init(ctx, r)
+	if err != nil || len(res.RecoveryKeys) == 0 {
+		return res, err
+	}
+	// An auto-unseal server unseals right after init, as Vault does.
+	if err := c.AutoUnseal(ctx); err != nil {
+		c.logger.Warn("auto-unseal after init failed; still sealed", "err", err)
+	}
+	return res, nil
+}
+
+func (c *Core) init(ctx context.Context, r InitRequest) (*InitResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	res, err := c.seal.Init(ctx, seal.InitRequest{SecretShares: shares, SecretThreshold: threshold})
+	rootTokenID := r.RootTokenID
+	res, err := c.seal.Init(ctx, seal.InitRequest{
+		SecretShares: r.SecretShares, SecretThreshold: r.SecretThreshold,
+		RecoveryShares: r.RecoveryShares, RecoveryThreshold: r.RecoveryThreshold,
+	})
 	if err != nil {
+		if res != nil {
+			// The seal may be initialized: its keys are the only way in.
+			return &InitResult{Keys: res.Keys, RecoveryKeys: res.RecoveryKeys}, sealError(err)
+		}
 		return nil, sealError(err)
 	}
 	// seal.Init leaves the barrier open so the root token can be made.
@@ -359,7 +397,46 @@ func (c *Core) Init(ctx context.Context, shares, threshold int, rootTokenID stri
 	if err != nil {
 		return nil, fmt.Errorf("core: create root token: %w", err)
 	}
-	return &InitResult{Keys: res.Keys, RootToken: root}, nil
+	return &InitResult{Keys: res.Keys, RecoveryKeys: res.RecoveryKeys, RootToken: root}, nil
+}
+
+// AutoUnseal opens the server with its auto-unseal seal. It returns an
+// error wrapping seal.ErrKeyUnavailable when the seal key cannot be
+// reached (the server stays sealed and seal-status says why), and
+// seal.ErrNotInitialized before init.
+func (c *Core) AutoUnseal(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.seal.AutoUnseal(ctx); err != nil {
+		return err
+	}
+	if c.state == nil {
+		if err := c.setupLocked(ctx); err != nil {
+			c.barrier.Seal()
+			return err
+		}
+		c.logger.Info("unsealed", "by", "auto-unseal")
+	}
+	return nil
+}
+
+// UnsealMigrate is Unseal during a seal migration (coffer operator unseal
+// --migrate): the key is an unseal or recovery share of the old seal.
+func (c *Core) UnsealMigrate(ctx context.Context, key []byte) (seal.Status, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := c.seal.UnsealMigrate(ctx, key)
+	if err != nil {
+		return st, sealError(err)
+	}
+	if !st.Sealed && c.state == nil {
+		if err := c.setupLocked(ctx); err != nil {
+			c.barrier.Seal()
+			return st, err
+		}
+		c.logger.Info("unsealed", "by", "migration")
+	}
+	return st, nil
 }
 
 // SealStatus reports the seal's state.
@@ -450,6 +527,14 @@ func sealError(err error) error {
 		return logical.Errorf(logical.Invalid, "invalid key: the share is malformed or does not belong to this server")
 	case errors.Is(err, seal.ErrBadNonce):
 		return logical.Errorf(logical.Invalid, "nonce does not match the operation in progress")
+	case errors.Is(err, seal.ErrAutoUnseal), errors.Is(err, seal.ErrMigrationRequired), errors.Is(err, seal.ErrNoMigration),
+		errors.Is(err, seal.ErrInvalidConfig), errors.Is(err, seal.ErrDuplicateShare), errors.Is(err, seal.ErrNoAttempt),
+		errors.Is(err, seal.ErrAttemptInProgress):
+		return logical.Errorf(logical.Invalid, "%s", strings.TrimPrefix(err.Error(), "seal: "))
+	case errors.Is(err, seal.ErrKeyUnavailable):
+		return logical.Errorf(logical.Unavailable, "%s", strings.TrimPrefix(err.Error(), "seal: "))
+	case errors.Is(err, seal.ErrSealed):
+		return logical.ErrSealed
 	}
 	var le *logical.Error
 	if errors.As(err, &le) {

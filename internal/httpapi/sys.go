@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/logical"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/version"
@@ -39,10 +40,21 @@ func (s *server) initStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 type initRequest struct {
-	SecretShares    logical.Int `json:"secret_shares"`
-	SecretThreshold logical.Int `json:"secret_threshold"`
-	// RootTokenID is not Vault's; it is refused unless empty (dev mode
-	// sets the root token through the Core directly).
+	SecretShares      logical.Int `json:"secret_shares"`
+	SecretThreshold   logical.Int `json:"secret_threshold"`
+	RecoveryShares    logical.Int `json:"recovery_shares"`
+	RecoveryThreshold logical.Int `json:"recovery_threshold"`
+	PGPKeys           []string    `json:"pgp_keys"`
+	RecoveryPGPKeys   []string    `json:"recovery_pgp_keys"`
+}
+
+func encodeKeys(keys [][]byte) (hexKeys, b64Keys []string) {
+	hexKeys, b64Keys = make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		hexKeys[i] = hex.EncodeToString(k)
+		b64Keys[i] = base64.StdEncoding.EncodeToString(k)
+	}
+	return hexKeys, b64Keys
 }
 
 func (s *server) initialize(w http.ResponseWriter, r *http.Request) {
@@ -51,22 +63,35 @@ func (s *server) initialize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, err)
 		return
 	}
-	res, err := s.core.Init(r.Context(), int(req.SecretShares), int(req.SecretThreshold), "")
-	if err != nil {
+	if len(req.PGPKeys) > 0 || len(req.RecoveryPGPKeys) > 0 {
+		writeError(w, s.logger, logical.Errorf(logical.Invalid, "PGP-encrypted keys are not supported yet: send no pgp_keys"))
+		return
+	}
+	res, err := s.core.Init(r.Context(), core.InitRequest{
+		SecretShares: int(req.SecretShares), SecretThreshold: int(req.SecretThreshold),
+		RecoveryShares: int(req.RecoveryShares), RecoveryThreshold: int(req.RecoveryThreshold),
+	})
+	if err != nil && res == nil {
 		writeError(w, s.logger, err)
 		return
 	}
-	hexKeys := make([]string, len(res.Keys))
-	b64Keys := make([]string, len(res.Keys))
-	for i, k := range res.Keys {
-		hexKeys[i] = hex.EncodeToString(k)
-		b64Keys[i] = base64.StdEncoding.EncodeToString(k)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	hexKeys, b64Keys := encodeKeys(res.Keys)
+	body := map[string]any{
 		"keys":        hexKeys,
 		"keys_base64": b64Keys,
 		"root_token":  res.RootToken,
-	})
+	}
+	if len(res.RecoveryKeys) > 0 {
+		body["recovery_keys"], body["recovery_keys_base64"] = encodeKeys(res.RecoveryKeys)
+	}
+	if err != nil {
+		// The seal was initialized but something after failed: the keys
+		// are the only way in, so they are returned with the error.
+		body["errors"] = []string{err.Error()}
+		writeJSON(w, http.StatusInternalServerError, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // sealStatusBody is Vault's sys/seal-status (and sys/unseal) answer.
@@ -85,6 +110,8 @@ type sealStatusBody struct {
 	ClusterID    string `json:"cluster_id,omitempty"`
 	RecoverySeal bool   `json:"recovery_seal"`
 	StorageType  string `json:"storage_type"`
+	// SealedReason is Coffer's: why auto-unseal has not opened the server.
+	SealedReason string `json:"sealed_reason,omitempty"`
 }
 
 func (s *server) sealStatusBody(st seal.Status) sealStatusBody {
@@ -94,17 +121,20 @@ func (s *server) sealStatusBody(st seal.Status) sealStatusBody {
 		typ = "shamir"
 	}
 	return sealStatusBody{
-		Type:        typ,
-		Initialized: st.Initialized,
-		Sealed:      st.Sealed,
-		T:           st.T,
-		N:           st.N,
-		Progress:    st.Progress,
-		Nonce:       st.Nonce,
-		Version:     version.Version,
-		ClusterName: name,
-		ClusterID:   id,
-		StorageType: s.core.StorageType(),
+		Type:         typ,
+		Initialized:  st.Initialized,
+		Sealed:       st.Sealed,
+		T:            st.T,
+		N:            st.N,
+		Progress:     st.Progress,
+		Nonce:        st.Nonce,
+		Version:      version.Version,
+		Migration:    st.Migration,
+		RecoverySeal: st.RecoverySeal,
+		SealedReason: st.Reason,
+		ClusterName:  name,
+		ClusterID:    id,
+		StorageType:  s.core.StorageType(),
 	}
 }
 
@@ -118,8 +148,9 @@ func (s *server) sealStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 type unsealRequest struct {
-	Key   string       `json:"key"`
-	Reset logical.Bool `json:"reset"`
+	Key     string       `json:"key"`
+	Reset   logical.Bool `json:"reset"`
+	Migrate logical.Bool `json:"migrate"`
 }
 
 func (s *server) unseal(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +169,11 @@ func (s *server) unseal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, err)
 		return
 	}
-	st, err := s.core.Unseal(r.Context(), key)
+	unseal := s.core.Unseal
+	if req.Migrate {
+		unseal = s.core.UnsealMigrate
+	}
+	st, err := unseal(r.Context(), key)
 	if err != nil {
 		writeError(w, s.logger, err)
 		return

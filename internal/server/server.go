@@ -24,10 +24,13 @@ import (
 	"github.com/coffer-dev/coffer/internal/config"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
+	"github.com/coffer-dev/coffer/internal/engine/database"
 	"github.com/coffer-dev/coffer/internal/engine/kv"
 	"github.com/coffer-dev/coffer/internal/engine/transit"
 	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/logical"
+	"github.com/coffer-dev/coffer/internal/seal"
+	"github.com/coffer-dev/coffer/internal/seal/transitseal"
 	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/bolt"
 	"github.com/coffer-dev/coffer/internal/storage/inmem"
@@ -55,6 +58,7 @@ func Engines() map[string]logical.Factory {
 		"kv":        kv.Factory,
 		"cubbyhole": cubbyhole.Factory,
 		"transit":   transit.Factory,
+		"database":  database.Factory,
 	}
 }
 
@@ -90,6 +94,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	protector, migrateFrom, err := sealFromConfig(cfg.Seals)
+	if err != nil {
+		return err
+	}
 	c, err := core.New(core.Config{
 		Backend:           backend,
 		Engines:           Engines(),
@@ -100,9 +108,14 @@ func Run(ctx context.Context, opts Options) error {
 		AuditDevices:      devices,
 		AuditAllowedDirs:  cfg.AuditAllowedDirs,
 		AuditAllowAnyPath: opts.Dev,
+		SealProtector:     protector,
+		SealMigrateFrom:   migrateFrom,
 	})
 	if err != nil {
 		return err
+	}
+	if _, auto := protector.(seal.Wrapper); auto {
+		go autoUnsealLoop(ctx, c, logger)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -164,6 +177,76 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// sealFromConfig reads the seal blocks: at most one active seal, and at
+// most one marked disabled = true (the seal being migrated away from).
+func sealFromConfig(blocks []config.Block) (active seal.Protector, from seal.Wrapper, err error) {
+	active = seal.Shamir{}
+	var actives, froms int
+	for _, b := range blocks {
+		if len(b.Labels) != 1 {
+			return nil, nil, errors.New("server: a seal block needs one label, its type: seal \"transit\" { ... }")
+		}
+		var w seal.Wrapper
+		switch b.Labels[0] {
+		case "shamir":
+			continue
+		case "static":
+			sc, err := seal.StaticConfigFromBlock(b.Attributes)
+			if err != nil {
+				return nil, nil, err
+			}
+			if w, err = seal.NewStatic(sc); err != nil {
+				return nil, nil, err
+			}
+		case "transit":
+			tc, err := transitseal.ConfigFromBlock(b.Attributes)
+			if err != nil {
+				return nil, nil, err
+			}
+			if w, err = transitseal.New(tc); err != nil {
+				return nil, nil, err
+			}
+		default:
+			return nil, nil, fmt.Errorf("server: seal %q is not supported: use \"transit\" or \"static\"", b.Labels[0])
+		}
+		if d := b.Attributes["disabled"]; d == true || d == "true" {
+			from = w
+			froms++
+		} else {
+			active = w
+			actives++
+		}
+	}
+	if actives > 1 || froms > 1 {
+		return nil, nil, errors.New("server: at most one active seal block and one disabled (migration) seal block")
+	}
+	return active, from, nil
+}
+
+// autoUnsealLoop unseals an auto-unseal server at start and keeps trying,
+// with back-off, while the seal key is unreachable or before init. A
+// server sealed on purpose afterwards stays sealed until restart.
+func autoUnsealLoop(ctx context.Context, c *core.Core, logger *slog.Logger) {
+	wait := time.Second
+	for {
+		err := c.AutoUnseal(ctx)
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, seal.ErrNotInitialized):
+			wait = time.Second
+		default:
+			logger.Warn("auto-unseal failed; the server stays sealed", "err", err)
+			wait = min(wait*2, 30*time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // AuthMethods are the auth methods a server can mount under auth/, by type.
@@ -292,7 +375,7 @@ func listen(l config.Listener, c *core.Core, logger *slog.Logger) (*http.Server,
 // devSetup initializes and unseals an in-memory dev server, mounts KV v2
 // at secret/, and prints the root token and unseal key.
 func devSetup(ctx context.Context, c *core.Core, opts Options) error {
-	res, err := c.Init(ctx, 1, 1, opts.DevRootTokenID)
+	res, err := c.Init(ctx, core.InitRequest{SecretShares: 1, SecretThreshold: 1, RootTokenID: opts.DevRootTokenID})
 	if err != nil {
 		return fmt.Errorf("server: dev init: %w", err)
 	}
