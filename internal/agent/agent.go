@@ -412,7 +412,11 @@ func (r *runner) subscribe(ctx context.Context) {
 		if errors.Is(err, ErrEventsUnsupported) {
 			d = r.opts.MaxBackoff
 			if failures == 0 {
-				r.log.Info("the server has no event stream; polling only", "poll", r.cfg.StaticInterval)
+				poll := r.cfg.StaticInterval
+				if poll <= 0 {
+					poll = DefaultStaticInterval
+				}
+				r.log.Info("the server has no event stream; polling only", "poll", poll)
 			}
 		} else {
 			r.log.Warn("event stream failed, reconnecting", "error", err, "backoff", d)
