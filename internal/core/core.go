@@ -28,6 +28,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
+	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/logical"
 	"github.com/coffer-dev/coffer/internal/policy/store"
@@ -88,6 +89,7 @@ type Core struct {
 	seal    *seal.Manager
 	logger  *slog.Logger
 	metrics *metrics
+	events  *events.Bus
 
 	mu         sync.RWMutex // guards following; write-locked to seal or unseal
 	state      *unsealed    // nil while sealed
@@ -137,7 +139,7 @@ func New(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	return &Core{cfg: cfg, barrier: b, seal: sm, logger: cfg.Logger, metrics: newMetrics()}, nil
+	return &Core{cfg: cfg, barrier: b, seal: sm, logger: cfg.Logger, metrics: newMetrics(), events: events.New(0)}, nil
 }
 
 // newID returns a random UUID (version 4 layout).

@@ -192,6 +192,9 @@ func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in
 	if err != nil {
 		return nil, mapStorageError(err), false
 	}
+	if req.Operation != logical.ReadOperation && req.Operation != logical.ListOperation {
+		c.publishWrite(m, path, rel, req.Operation, resp)
+	}
 	if resp == nil {
 		return nil, nil, false
 	}

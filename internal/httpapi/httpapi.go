@@ -81,6 +81,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /v1/sys/storage/backup", s.backup)
 	mux.HandleFunc("POST /v1/sys/storage/restore", s.restore)
 	mux.HandleFunc("PUT /v1/sys/storage/restore", s.restore)
+	mux.HandleFunc("GET /v1/sys/events/subscribe/", s.subscribe)
 	mux.HandleFunc("/v1/", s.logical)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, logical.Errorf(logical.NotFound, "not found: the API is under /v1/"))
