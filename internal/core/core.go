@@ -73,6 +73,9 @@ type Config struct {
 	// API may write; AuditAllowAnyPath lifts that (dev mode).
 	AuditAllowedDirs  []string
 	AuditAllowAnyPath bool
+	// Cluster is the HA side of a replicated storage (see ha.go); nil: a
+	// single server, always active.
+	Cluster Cluster
 }
 
 // AuditDevice is an audit block of the server config.
@@ -91,6 +94,8 @@ type Core struct {
 	metrics *metrics
 	events  *events.Bus
 
+	ha haState
+
 	mu         sync.RWMutex // guards following; write-locked to seal or unseal
 	state      *unsealed    // nil while sealed
 	pendingOTP string       // one-time pad of the generate-root attempt
@@ -105,6 +110,10 @@ type unsealed struct {
 	audit     *audit.Broker
 	cubbyhole logical.Storage
 	clusterID string
+	// active is whether this state runs active-only work; generation is
+	// the HA generation marker it was built with (ha.go).
+	active     bool
+	generation string
 
 	cancel context.CancelFunc // stops background work
 	wg     sync.WaitGroup
@@ -166,8 +175,17 @@ func defaultMounts() []MountEntry {
 // setupLocked builds the unsealed state over the open barrier and starts
 // background work. c.mu is held for writing.
 func (c *Core) setupLocked(ctx context.Context) error {
-	st := &unsealed{}
+	st := &unsealed{active: c.active()}
 	var err error
+	if c.cfg.Cluster != nil {
+		if err := c.cfg.Cluster.Unsealed(ctx, c.barrier); err != nil {
+			return fmt.Errorf("core: cluster: %w", err)
+		}
+		c.startHALoop()
+		if st.generation, err = c.readGeneration(ctx); err != nil {
+			return err
+		}
+	}
 	st.audit, err = audit.New(ctx, audit.Config{
 		Storage:      logical.NewView(c.barrier, "core/audit/"),
 		Now:          c.cfg.Now,
@@ -246,6 +264,10 @@ func (c *Core) setupLocked(ctx context.Context) error {
 
 	bg, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
+	if !st.active { // a standby: the active node does this work
+		c.state = st
+		return nil
+	}
 	st.wg.Add(2)
 	go func() {
 		defer st.wg.Done()
@@ -370,6 +392,11 @@ func (c *Core) Init(ctx context.Context, r InitRequest) (*InitResult, error) {
 }
 
 func (c *Core) init(ctx context.Context, r InitRequest) (*InitResult, error) {
+	if c.cfg.Cluster != nil {
+		if err := c.cfg.Cluster.BeforeInit(ctx); err != nil {
+			return nil, err
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rootTokenID := r.RootTokenID
@@ -507,6 +534,7 @@ func (c *Core) StorageType() string { return c.cfg.StorageType }
 
 // Close seals the core. It is idempotent.
 func (c *Core) Close() error {
+	c.stopHALoop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.teardownLocked()

@@ -33,6 +33,7 @@ var sudoPaths = []string{
 	"sys/audit",
 	"sys/audit/",
 	"sys/audit-hash/",
+	"sys/access",
 	"sys/leases/revoke-prefix/",
 	"sys/leases/revoke-force/",
 	"sys/leases/lookup/",
@@ -78,6 +79,9 @@ func (c *Core) HandleRequest(ctx context.Context, req *logical.Request) (*logica
 	start := c.cfg.Now()
 	resp, err := c.handle(ctx, req)
 	c.metrics.observe(req.Operation, err, time.Since(start))
+	if err == nil {
+		c.afterRequest(ctx, req)
+	}
 	return resp, err
 }
 
@@ -302,12 +306,20 @@ func (c *Core) authorize(ctx context.Context, st *unsealed, entry *token.Entry, 
 	}
 	allowed, sudo := acl.AllowedOperation(op, path)
 	if !allowed {
-		return logical.ErrPermissionDenied
+		return denied(string(op), path)
 	}
 	if matchAny(sudoPaths, path) && !sudo {
-		return logical.ErrPermissionDenied
+		return denied("sudo", path)
 	}
 	return nil
+}
+
+// denied is a 403 whose first message is Vault's "permission denied"
+// (clients match on it) and whose second says what was missing — a
+// capability and a path, never a value.
+func denied(capability, path string) error {
+	return &logical.Error{Code: logical.PermissionDenied, Message: "permission denied",
+		Messages: []string{"permission denied", fmt.Sprintf("missing %q on %q", capability, path)}}
 }
 
 // mapStorageError turns a sealed barrier into the API's sealed error.

@@ -45,6 +45,8 @@ func (s *sysBackend) HandleRequest(ctx context.Context, req *logical.Request) (*
 		return s.st.policies.HandleRequest(ctx, req)
 	case p == "capabilities" || p == "capabilities-self" || p == "capabilities-accessor":
 		return s.capabilities(ctx, req)
+	case p == "access":
+		return s.access(ctx, req)
 	case p == "rotate":
 		return s.rotate(ctx, req)
 	case p == "key-status":

@@ -138,3 +138,15 @@ type SecretEngine interface {
 type Unauthenticated interface {
 	UnauthenticatedPaths() []string
 }
+
+// RoleInfo is one role of an auth method, for sys/access reports.
+type RoleInfo struct {
+	Name     string
+	Policies []string
+}
+
+// RoleLister is implemented by auth methods (and the token store) whose
+// roles grant policies, so sys/access can say which roles reach a path.
+type RoleLister interface {
+	Roles(ctx context.Context) ([]RoleInfo, error)
+}

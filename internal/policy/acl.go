@@ -289,3 +289,50 @@ func needsClean(p string) bool {
 	}
 	return false
 }
+
+// Decision says which rule of an ACL decides a path, for "who can read
+// this?" reports: Rule is the deciding rule's path as written ("secret/*"),
+// Capabilities what it grants (["deny"] for a deny), and Matched is false
+// when no rule matches (nothing is granted).
+type Decision struct {
+	Rule         string
+	Capabilities []string
+	Matched      bool
+}
+
+// Decide reports the rule that decides a non-LIST request on path.
+func (a *ACL) Decide(path string) Decision {
+	if a.root {
+		return Decision{Rule: "*", Capabilities: []string{string(Root)}, Matched: true}
+	}
+	p := CleanPath(path)
+	if caps, ok := a.exact[p]; ok {
+		return decision(p, caps)
+	}
+	var best *candidate
+	var bestRule string
+	for i := min(len(p), a.maxPrefix); i >= 0; i-- {
+		if caps, ok := a.prefix[p[:i]]; ok {
+			best = &candidate{firstWildcard: i, isPrefix: true, path: p[:i], caps: caps}
+			bestRule = p[:i] + "*"
+			break
+		}
+	}
+	parts := strings.Split(p, "/")
+	for _, s := range a.segment {
+		if s.match(parts) && (best == nil || s.candidate.beats(best)) {
+			best, bestRule = &s.candidate, s.path
+		}
+	}
+	if best == nil {
+		return Decision{Capabilities: []string{string(Deny)}}
+	}
+	return decision(bestRule, best.caps)
+}
+
+func decision(rule string, caps capSet) Decision {
+	if caps == 0 || caps&capDeny != 0 {
+		return Decision{Rule: rule, Capabilities: []string{string(Deny)}, Matched: true}
+	}
+	return Decision{Rule: rule, Capabilities: caps.names(), Matched: true}
+}

@@ -445,3 +445,26 @@ path "a" { capabilities = ["deny"] }`, "a/")
 		}
 	})
 }
+
+func TestDecideNamesTheDecidingRule(t *testing.T) {
+	p, err := Parse("p", `
+path "secret/data/*" { capabilities = ["read"] }
+path "secret/data/team/+/db" { capabilities = ["read", "update"] }
+path "secret/data/blocked" { capabilities = ["deny"] }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl := NewACL(p)
+	for path, want := range map[string]Decision{
+		"secret/data/app":         {Rule: "secret/data/*", Capabilities: []string{"read"}, Matched: true},
+		"secret/data/team/red/db": {Rule: "secret/data/team/+/db", Capabilities: []string{"read", "update"}, Matched: true},
+		"secret/data/blocked":     {Rule: "secret/data/blocked", Capabilities: []string{"deny"}, Matched: true},
+		"other/path":              {Capabilities: []string{"deny"}},
+	} {
+		got := acl.Decide(path)
+		if got.Rule != want.Rule || got.Matched != want.Matched || strings.Join(got.Capabilities, ",") != strings.Join(want.Capabilities, ",") {
+			t.Errorf("Decide(%q) = %+v, want %+v", path, got, want)
+		}
+	}
+}

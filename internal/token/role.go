@@ -164,3 +164,27 @@ func (r *Role) data() map[string]any {
 		"token_type":              "default-service",
 	}
 }
+
+// Roles lists the token roles with the policies their tokens may get
+// (allowed_policies), for sys/access. It implements logical.RoleLister.
+func (s *Store) Roles(ctx context.Context) ([]logical.RoleInfo, error) {
+	names, err := s.store.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]logical.RoleInfo, 0, len(names))
+	for _, n := range names {
+		if strings.HasSuffix(n, "/") {
+			continue
+		}
+		r, err := s.Role(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			continue
+		}
+		out = append(out, logical.RoleInfo{Name: r.Name, Policies: r.AllowedPolicies})
+	}
+	return out, nil
+}
