@@ -291,4 +291,3 @@ func initServer(c *http.Client, base string) (string, error) {
 	r2.Body.Close()
 	return init.RootToken, nil
 }
-

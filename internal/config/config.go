@@ -43,14 +43,25 @@ type Config struct {
 	// AuditAllowedDirs are the directories where file audit devices
 	// enabled through the API may write (audit_allowed_dirs).
 	AuditAllowedDirs []string
+	// RaftSnapshots is the Coffer-only raft_snapshots block (automated
+	// snapshots of a raft cluster, run on the active node); nil when absent.
+	RaftSnapshots *Block
 	// Warnings lists settings that were accepted but ignored.
 	Warnings []string
 }
 
-// Storage is the storage block: its type and its settings.
+// Storage is the storage block: its type, its settings, and its nested
+// blocks (raft's retry_join), in order.
 type Storage struct {
 	Type    string
 	Options map[string]string
+	Blocks  []NestedBlock
+}
+
+// NestedBlock is a block inside the storage block, e.g. retry_join.
+type NestedBlock struct {
+	Type       string
+	Attributes map[string]any
 }
 
 // Listener is a listener "tcp" block.
@@ -157,6 +168,16 @@ func Parse(filename string, src []byte) (*Config, error) {
 				}
 				c.Storage.Options[k] = s
 			}
+			for _, nb := range b.Body.Blocks {
+				if len(nb.Labels) != 0 {
+					return nil, fmt.Errorf("config: %s: a %s block inside storage takes no label", nb.DefRange(), nb.Type)
+				}
+				nattrs, err := attributes(nb.Body)
+				if err != nil {
+					return nil, err
+				}
+				c.Storage.Blocks = append(c.Storage.Blocks, NestedBlock{Type: nb.Type, Attributes: nattrs})
+			}
 		case "listener":
 			if len(b.Labels) != 1 || b.Labels[0] != "tcp" {
 				return nil, fmt.Errorf("config: %s: only listener \"tcp\" is supported", b.DefRange())
@@ -170,6 +191,11 @@ func Parse(filename string, src []byte) (*Config, error) {
 			c.Seals = append(c.Seals, Block{Labels: b.Labels, Attributes: battrs})
 		case "audit":
 			c.Audits = append(c.Audits, Block{Labels: b.Labels, Attributes: battrs})
+		case "raft_snapshots":
+			if c.RaftSnapshots != nil {
+				return nil, fmt.Errorf("config: %s: only one raft_snapshots block is allowed", b.DefRange())
+			}
+			c.RaftSnapshots = &Block{Labels: b.Labels, Attributes: battrs}
 		case "telemetry":
 			c.Warnings = append(c.Warnings, "telemetry is ignored: scrape sys/metrics?format=prometheus")
 		default:

@@ -117,4 +117,3 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.ServeHTTP(w, r)
 }
-
