@@ -21,6 +21,10 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/auth/approle"
+	"github.com/coffer-dev/coffer/internal/auth/jwt"
+	"github.com/coffer-dev/coffer/internal/auth/kubernetes"
+	"github.com/coffer-dev/coffer/internal/auth/userpass"
 	"github.com/coffer-dev/coffer/internal/config"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
@@ -251,7 +255,13 @@ func autoUnsealLoop(ctx context.Context, c *core.Core, logger *slog.Logger) {
 
 // AuthMethods are the auth methods a server can mount under auth/, by type.
 func AuthMethods() map[string]logical.Factory {
-	return map[string]logical.Factory{}
+	return map[string]logical.Factory{
+		"kubernetes": kubernetes.Factory,
+		"approle":    approle.Factory,
+		"userpass":   userpass.Factory,
+		"jwt":        jwt.Factory,
+		"oidc":       jwt.Factory,
+	}
 }
 
 // auditDevices turns the config's audit "<type>" "<name>" blocks into
