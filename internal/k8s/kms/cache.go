@@ -79,6 +79,7 @@ func (c *seedCache) get(keyID string, ct []byte) ([]byte, bool) {
 		c.removeLocked(el)
 		return nil, false
 	}
+	c.lru.MoveToFront(el)
 	return append([]byte(nil), e.seed...), true
 }
 

@@ -164,7 +164,10 @@ func (p *Plugin) do(ctx context.Context, method, path string, body any) (*api.Re
 		return r, err
 	}
 	tok2, rerr := p.tokens.refresh(ctx, tok)
-	if rerr != nil || tok2 == tok {
+	if rerr != nil {
+		return nil, rerr
+	}
+	if tok2 == tok {
 		return nil, err
 	}
 	return p.client.WithToken(tok2).Do(ctx, method, path, body)
@@ -265,7 +268,7 @@ func (p *Plugin) reason(ctx context.Context, err error) string {
 				return "coffer is sealed"
 			}
 		}
-		return "coffer answered " + strconv.Itoa(ae.StatusCode) + ": " + ae.Error()
+		return "coffer answered " + strconv.Itoa(ae.StatusCode) + ": " + err.Error()
 	case errors.Is(err, ErrNoToken):
 		return err.Error()
 	}
