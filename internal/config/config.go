@@ -40,6 +40,8 @@ type Config struct {
 	// issues that build them (auto-unseal, audit devices).
 	Seals  []Block
 	Audits []Block
+	// DeclarativeConfig is the declarative day-0 file or directory.
+	DeclarativeConfig string
 	// AuditAllowedDirs are the directories where file audit devices
 	// enabled through the API may write (audit_allowed_dirs).
 	AuditAllowedDirs []string
@@ -135,6 +137,8 @@ func Parse(filename string, src []byte) (*Config, error) {
 			}
 		case "log_format":
 			c.LogFormat, err = asString(name, v)
+		case "declarative_config":
+			c.DeclarativeConfig, err = asString(name, v)
 		case "audit_allowed_dirs":
 			c.AuditAllowedDirs, err = asStrings(name, v)
 		default:

@@ -66,6 +66,10 @@ type Config struct {
 	// SealMigrateFrom is the previous auto-unseal seal during a migration
 	// (a seal block marked disabled).
 	SealMigrateFrom seal.Wrapper
+	// DeclarativeConfig names a file or directory of declarative day-0
+	// config (mounts, auth methods, policies, audit devices) applied after
+	// every unseal; "" for none.
+	DeclarativeConfig string
 	// AuditDevices are declared in the server config; they are enabled at
 	// every unseal and cannot be disabled through the API.
 	AuditDevices []AuditDevice
@@ -260,6 +264,12 @@ func (c *Core) setupLocked(ctx context.Context) error {
 	st.clusterID, err = c.clusterID(ctx)
 	if err != nil {
 		return err
+	}
+
+	if c.cfg.DeclarativeConfig != "" {
+		if err := c.applyDeclarative(ctx, st); err != nil {
+			c.logger.Error("declarative config not fully applied; it is retried at the next unseal", "err", err)
+		}
 	}
 
 	bg, cancel := context.WithCancel(context.Background())

@@ -34,6 +34,7 @@ var sudoPaths = []string{
 	"sys/audit/",
 	"sys/audit-hash/",
 	"sys/access",
+	"sys/declarative/owned",
 	"sys/leases/revoke-prefix/",
 	"sys/leases/revoke-force/",
 	"sys/leases/lookup/",

@@ -45,6 +45,8 @@ func (s *sysBackend) HandleRequest(ctx context.Context, req *logical.Request) (*
 		return s.st.policies.HandleRequest(ctx, req)
 	case p == "capabilities" || p == "capabilities-self" || p == "capabilities-accessor":
 		return s.capabilities(ctx, req)
+	case p == "declarative/owned":
+		return s.declarativeOwned(ctx, req)
 	case p == "access":
 		return s.access(ctx, req)
 	case p == "rotate":

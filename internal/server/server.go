@@ -88,7 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 		logger.Warn("config: " + w)
 	}
 
-	backend, err := openStorage(cfg.Storage, logger)
+	backend, ha, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,9 @@ func Run(ctx context.Context, opts Options) error {
 		AuditAllowedDirs:  cfg.AuditAllowedDirs,
 		AuditAllowAnyPath: opts.Dev,
 		SealProtector:     protector,
+		DeclarativeConfig: cfg.DeclarativeConfig,
 		SealMigrateFrom:   migrateFrom,
+		Cluster:           coreCluster(ha),
 	})
 	if err != nil {
 		return err
@@ -144,7 +146,7 @@ func Run(ctx context.Context, opts Options) error {
 	errc := make(chan error, len(cfg.Listeners))
 	var servers []*http.Server
 	for _, l := range cfg.Listeners {
-		srv, ln, err := listen(l, c, logger)
+		srv, ln, err := listen(l, c, apiCluster(ha), logger)
 		if err != nil {
 			for _, s := range servers {
 				s.Close()
@@ -352,7 +354,7 @@ func openStorage(s config.Storage, logger *slog.Logger) (storage.Backend, error)
 	return nil, fmt.Errorf("server: unsupported storage type %q: use \"bolt\" (or \"inmem\" for tests)", s.Type)
 }
 
-func listen(l config.Listener, c *core.Core, logger *slog.Logger) (*http.Server, net.Listener, error) {
+func listen(l config.Listener, c *core.Core, hc httpapi.Cluster, logger *slog.Logger) (*http.Server, net.Listener, error) {
 	ln, err := net.Listen("tcp", l.Address)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: listen on %s: %w", l.Address, err)
@@ -362,6 +364,7 @@ func listen(l config.Listener, c *core.Core, logger *slog.Logger) (*http.Server,
 			Core:           c,
 			MaxRequestSize: l.MaxRequestSize,
 			Logger:         logger.With("component", "http"),
+			Cluster:        hc,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       5 * time.Minute,

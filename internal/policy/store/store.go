@@ -372,3 +372,16 @@ func (s *Store) ACL(ctx context.Context, names []string) (*policy.ACL, error) {
 	s.mu.Unlock()
 	return acl, nil
 }
+
+// Text returns a policy's text as it was written (ErrNotFound if none);
+// the built-in default policy's text until someone writes it.
+func (s *Store) Text(ctx context.Context, name string) (string, error) {
+	st, err := s.load(ctx, sanitize(name))
+	if err != nil {
+		return "", err
+	}
+	if st == nil {
+		return "", ErrNotFound
+	}
+	return st.entry.Raw, nil
+}
