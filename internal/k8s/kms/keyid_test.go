@@ -4,6 +4,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func TestParseKeyID(t *testing.T) {
@@ -62,6 +65,13 @@ func TestDeriveKeyIDFrozenVector(t *testing.T) {
 	const want = "c8026dff1eef02441ba0d601b02d7281"
 	if got := DeriveKeyID("transit/keys/k8s-etcd", 1700000000); got != want {
 		t.Errorf("DeriveKeyID = %s, want %s", got, want)
+	}
+}
+
+func TestAnnotationKeyIsAnFQDN(t *testing.T) {
+	// The API server's validateAnnotations rejects any other key.
+	if errs := validation.IsFullyQualifiedDomainName(field.NewPath("annotations"), FormatAnnotation); len(errs) > 0 {
+		t.Errorf("%s: %v", FormatAnnotation, errs)
 	}
 }
 

@@ -27,8 +27,9 @@ const Version = "v2"
 const DefaultKeyPath = "transit/keys/k8s-etcd"
 
 // FormatAnnotation is the annotation Encrypt adds, naming the format of
-// the ciphertext so that a later format can be told apart.
-const FormatAnnotation = "kms.coffer.dev/format"
+// the ciphertext so that a later format can be told apart. The API server
+// requires annotation keys to be fully qualified domain names.
+const FormatAnnotation = "format.kms.coffer.dev"
 
 // formatTransitV1: the ciphertext is a transit "vault:vN:" ciphertext of
 // the seed, with associatedData as additional data.
