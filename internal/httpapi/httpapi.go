@@ -36,17 +36,28 @@ type Config struct {
 	MaxRequestSize int64
 	// Logger receives internal errors. nil: discard.
 	Logger *slog.Logger
+	// Cluster is the raft side of an HA server (raft.go); nil: a single
+	// server.
+	Cluster Cluster
+	// Forwarder sends a standby's requests to the active node. nil:
+	// http.DefaultClient.
+	Forwarder *http.Client
 }
 
 type server struct {
-	core    *core.Core
-	maxSize int64
-	logger  *slog.Logger
+	core      *core.Core
+	maxSize   int64
+	logger    *slog.Logger
+	cluster   Cluster
+	forwarder *http.Client
 }
 
 // Handler returns the HTTP handler of the whole API.
 func Handler(cfg Config) http.Handler {
-	s := &server{core: cfg.Core, maxSize: cfg.MaxRequestSize, logger: cfg.Logger}
+	s := &server{core: cfg.Core, maxSize: cfg.MaxRequestSize, logger: cfg.Logger, cluster: cfg.Cluster, forwarder: cfg.Forwarder}
+	if s.forwarder == nil {
+		s.forwarder = http.DefaultClient
+	}
 	if s.maxSize == 0 {
 		s.maxSize = DefaultMaxRequestSize
 	}
@@ -82,6 +93,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /v1/sys/storage/restore", s.restore)
 	mux.HandleFunc("PUT /v1/sys/storage/restore", s.restore)
 	mux.HandleFunc("GET /v1/sys/events/subscribe/", s.subscribe)
+	s.routeRaft(mux)
 	mux.HandleFunc("/v1/", s.logical)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, logical.Errorf(logical.NotFound, "not found: the API is under /v1/"))
@@ -220,11 +232,15 @@ func (s *server) logical(w http.ResponseWriter, r *http.Request) {
 		}
 		req.WrapTTL = ttl
 	}
+	if s.standby(w, r, req, body) {
+		return
+	}
 	resp, err := s.core.HandleRequest(r.Context(), req)
 	if err != nil {
 		writeError(w, s.logger, err)
 		return
 	}
+	s.setIndex(w, req)
 	writeResponse(w, req, resp)
 }
 

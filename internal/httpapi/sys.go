@@ -209,17 +209,20 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := code("activecode", http.StatusOK)
+	standby := s.cluster != nil && !s.cluster.Active()
 	switch {
 	case !st.Initialized:
 		status = code("uninitcode", http.StatusNotImplemented)
 	case st.Sealed:
 		status = code("sealedcode", http.StatusServiceUnavailable)
+	case standby && q.Get("standbyok") != "true":
+		status = code("standbycode", http.StatusTooManyRequests)
 	}
 	name, id := s.core.ClusterInfo()
 	body := map[string]any{
 		"initialized":                  st.Initialized,
 		"sealed":                       st.Sealed,
-		"standby":                      false,
+		"standby":                      standby && st.Initialized && !st.Sealed,
 		"performance_standby":          false,
 		"replication_performance_mode": "disabled",
 		"replication_dr_mode":          "disabled",
@@ -239,6 +242,10 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 func (s *server) leader(w http.ResponseWriter, r *http.Request) {
 	if s.core.Sealed() {
 		writeError(w, s.logger, logical.ErrSealed)
+		return
+	}
+	if s.cluster != nil {
+		s.raftLeader(w, r)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
