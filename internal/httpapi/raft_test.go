@@ -19,11 +19,11 @@ func TestIndexHeaderRoundTrip(t *testing.T) {
 		in   []string
 		want uint64
 	}{
-		"no header is index 0":          {nil, 0},
-		"the highest index wins":        {[]string{encodeIndex("c", 7), encodeIndex("c", 9), encodeIndex("c", 8)}, 9},
-		"garbage is ignored":            {[]string{"%%%", "djE6Yzp4OjA6eA==", encodeIndex("c", 3)}, 3},
-		"a non-v1 state is ignored":     {[]string{"djI6YzozOjA6YWI="}, 0},
-		"a negative index is ignored":   {[]string{"djE6YzotMTowOmFi"}, 0},
+		"no header is index 0":                    {nil, 0},
+		"the highest index wins":                  {[]string{encodeIndex("c", 7), encodeIndex("c", 9), encodeIndex("c", 8)}, 9},
+		"garbage is ignored":                      {[]string{"%%%", "djE6Yzp4OjA6eA==", encodeIndex("c", 3)}, 3},
+		"a non-v1 state is ignored":               {[]string{"djI6YzozOjA6YWI="}, 0},
+		"a negative index is ignored":             {[]string{"djE6YzotMTowOmFi"}, 0},
 		"a state without its checksum is ignored": {[]string{"djE6Yzo1OjA="}, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
