@@ -114,7 +114,7 @@ func (a *app) statusCmd() *cobra.Command {
 func (a *app) operatorCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "operator", Short: "Initialize, unseal, seal, rekey and back up the server"}
 	cmd.AddCommand(a.initCmd(), a.unsealCmd(), a.sealCmd(), a.rotateCmd(), a.keyStatusCmd(),
-		a.generateRootCmd(), a.rekeyCmd(), a.backupCmd(), a.restoreCmd(), a.applyCmd())
+		a.generateRootCmd(), a.rekeyCmd(), a.backupCmd(), a.restoreCmd(), a.applyCmd(), a.raftCmd())
 	return cmd
 }
 

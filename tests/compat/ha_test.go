@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -189,6 +190,15 @@ func TestRaftHACluster(t *testing.T) {
 	took := waitFor(t, "three voters", 60*time.Second, func() bool { n, _ := voters(t, p1, root); return n == 3 })
 	t.Logf("three voters %s after the last unseal", took.Round(time.Millisecond))
 
+	// The CLI lists the peers.
+	out, err := raftCLI(p2, root, "operator", "raft", "list-peers")
+	if err != nil || !strings.Contains(out, "n1") || !strings.Contains(out, "n3") || !strings.Contains(out, "leader") {
+		t.Errorf("coffer operator raft list-peers: %v\n%s", err, out)
+	}
+	if out, err := raftCLI(p1, root, "operator", "raft", "remove-peer", "no-such-node"); err == nil {
+		t.Errorf("remove-peer of an unknown node succeeded:\n%s", out)
+	}
+
 	// 50 writes through the leader.
 	for i := range 50 {
 		if _, err := c1.KVv2("secret").Put(ctx(t), fmt.Sprintf("k%d", i), map[string]any{"v": fmt.Sprint(i)}); err != nil {
@@ -229,6 +239,12 @@ func TestRaftHACluster(t *testing.T) {
 	status, snap, _ := rawDo(t, "GET", p2.addr+"/v1/sys/storage/raft/snapshot", root, nil, nil)
 	if status != 200 || len(snap) < 1024 {
 		t.Fatalf("snapshot: %d, %d bytes", status, len(snap))
+	}
+	snapFile := filepath.Join(t.TempDir(), "cluster.snap")
+	if out, err := raftCLI(p3, root, "operator", "raft", "snapshot", "save", snapFile); err != nil {
+		t.Errorf("coffer operator raft snapshot save: %v\n%s", err, out)
+	} else if fi, err := os.Stat(snapFile); err != nil || fi.Size() < 1024 {
+		t.Errorf("CLI snapshot file: %v %v", fi, err)
 	}
 	if status, _, _ := rawDo(t, "GET", p2.addr+"/v1/sys/storage/raft/snapshot", "", nil, nil); status != 403 {
 		t.Errorf("snapshot without a token: %d, want 403", status)
@@ -316,6 +332,14 @@ func TestRaftHACluster(t *testing.T) {
 	if _, err := c4.KVv2("secret").Put(ctx(t), "on-restored", map[string]any{"v": "1"}); err != nil {
 		t.Fatalf("write on the restored node: %v", err)
 	}
+}
+
+// raftCLI runs the coffer CLI against p.
+func raftCLI(p *proc, token string, args ...string) (string, error) {
+	cmd := exec.Command(cofferBin, args...)
+	cmd.Env = append(os.Environ(), "COFFER_ADDR="+p.addr, "COFFER_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // writeRate runs writers concurrent KV v2 writers for d and returns the
