@@ -1,0 +1,233 @@
+package kubernetes
+
+// This file is the same in every auth method package (kubernetes, approle,
+// userpass, jwt) but for the package name: Vault's common token parameters
+// of a role or user (its "tokenutil"). Keep the copies identical.
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/logical"
+)
+
+// tokenParams are the token settings stored with a role or user.
+type tokenParams struct {
+	Policies        []string      `json:"token_policies"`
+	TTL             time.Duration `json:"token_ttl"`
+	MaxTTL          time.Duration `json:"token_max_ttl"`
+	ExplicitMaxTTL  time.Duration `json:"token_explicit_max_ttl"`
+	Period          time.Duration `json:"token_period"`
+	NumUses         int           `json:"token_num_uses"`
+	BoundCIDRs      []string      `json:"token_bound_cidrs"`
+	NoDefaultPolicy bool          `json:"token_no_default_policy"`
+	Type            string        `json:"token_type"`
+}
+
+// tokenParamsRequest is the part of a role or user write that sets
+// tokenParams. A nil field is left unchanged. The unprefixed names
+// (policies, ttl, max_ttl, period, bound_cidrs) are Vault's deprecated
+// aliases; the token_ name wins when both are given.
+type tokenParamsRequest struct {
+	TokenPolicies        *logical.StringList `json:"token_policies"`
+	Policies             *logical.StringList `json:"policies"`
+	TokenTTL             *logical.Duration   `json:"token_ttl"`
+	TTL                  *logical.Duration   `json:"ttl"`
+	TokenMaxTTL          *logical.Duration   `json:"token_max_ttl"`
+	MaxTTL               *logical.Duration   `json:"max_ttl"`
+	TokenExplicitMaxTTL  *logical.Duration   `json:"token_explicit_max_ttl"`
+	TokenPeriod          *logical.Duration   `json:"token_period"`
+	Period               *logical.Duration   `json:"period"`
+	TokenNumUses         *logical.Int        `json:"token_num_uses"`
+	TokenBoundCIDRs      *logical.StringList `json:"token_bound_cidrs"`
+	BoundCIDRs           *logical.StringList `json:"bound_cidrs"`
+	TokenNoDefaultPolicy *logical.Bool       `json:"token_no_default_policy"`
+	TokenType            *string             `json:"token_type"`
+}
+
+func firstList(a, b *logical.StringList) *logical.StringList {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func firstDuration(a, b *logical.Duration) *logical.Duration {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// apply sets p from r and validates the result. It returns an Invalid
+// error naming the field at fault.
+func (r *tokenParamsRequest) apply(p *tokenParams) error {
+	if v := firstList(r.TokenPolicies, r.Policies); v != nil {
+		p.Policies = normalizePolicies(*v)
+	}
+	if v := firstDuration(r.TokenTTL, r.TTL); v != nil {
+		p.TTL = time.Duration(*v)
+	}
+	if v := firstDuration(r.TokenMaxTTL, r.MaxTTL); v != nil {
+		p.MaxTTL = time.Duration(*v)
+	}
+	if r.TokenExplicitMaxTTL != nil {
+		p.ExplicitMaxTTL = time.Duration(*r.TokenExplicitMaxTTL)
+	}
+	if v := firstDuration(r.TokenPeriod, r.Period); v != nil {
+		p.Period = time.Duration(*v)
+	}
+	if r.TokenNumUses != nil {
+		if *r.TokenNumUses < 0 {
+			return logical.Errorf(logical.Invalid, "token_num_uses cannot be negative")
+		}
+		p.NumUses = int(*r.TokenNumUses)
+	}
+	if v := firstList(r.TokenBoundCIDRs, r.BoundCIDRs); v != nil {
+		cidrs, err := parseCIDRs("token_bound_cidrs", *v)
+		if err != nil {
+			return err
+		}
+		p.BoundCIDRs = cidrs
+	}
+	if r.TokenNoDefaultPolicy != nil {
+		p.NoDefaultPolicy = bool(*r.TokenNoDefaultPolicy)
+	}
+	if r.TokenType != nil {
+		switch t := *r.TokenType; t {
+		case "", "default", "service", "default-service":
+			p.Type = t
+		case "batch", "default-batch":
+			return logical.Errorf(logical.Invalid, "token_type %q is not supported: batch tokens are not implemented", t)
+		default:
+			return logical.Errorf(logical.Invalid, "invalid token_type %q", t)
+		}
+	}
+	if p.MaxTTL > 0 && p.TTL > p.MaxTTL {
+		return logical.Errorf(logical.Invalid, "token_ttl should not be greater than token_max_ttl")
+	}
+	return nil
+}
+
+// normalizePolicies lower-cases, trims, sorts and deduplicates policy
+// names, as Vault does.
+func normalizePolicies(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, p := range in {
+		if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// parseCIDRs checks a list of CIDR blocks (a bare address is a /32 or
+// /128) and returns them in canonical form.
+func parseCIDRs(field string, in []string) ([]string, error) {
+	var out []string
+	for _, s := range in {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, logical.Errorf(logical.Invalid, "%s: %q is not a CIDR block or IP address", field, s)
+			}
+			s = netip.PrefixFrom(a, a.BitLen()).String()
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, logical.Errorf(logical.Invalid, "%s: %q is not a CIDR block or IP address", field, s)
+		}
+		out = append(out, p.Masked().String())
+	}
+	return out, nil
+}
+
+// remoteAllowed reports whether the address of remote ("ip:port" or "ip")
+// is in one of cidrs. An empty list allows every address; an unparsable
+// remote address is allowed by none.
+func remoteAllowed(cidrs []string, remote string) bool {
+	if len(cidrs) == 0 {
+		return true
+	}
+	a, err := remoteAddr(remote)
+	if err != nil {
+		return false
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteAddr returns the IP address of "ip:port" or "ip".
+func remoteAddr(remote string) (netip.Addr, error) {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap(), nil
+	}
+	a, err := netip.ParseAddr(remote)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("bad remote address")
+	}
+	return a.Unmap(), nil
+}
+
+// fill adds p's fields to a role or user read response, in Vault's shape
+// (durations in seconds).
+func (p *tokenParams) fill(m map[string]any) {
+	pol := p.Policies
+	if pol == nil {
+		pol = []string{}
+	}
+	cidrs := p.BoundCIDRs
+	if cidrs == nil {
+		cidrs = []string{}
+	}
+	typ := p.Type
+	if typ == "" {
+		typ = "default"
+	}
+	m["token_policies"] = pol
+	m["policies"] = pol
+	m["token_ttl"] = int64(p.TTL / time.Second)
+	m["token_max_ttl"] = int64(p.MaxTTL / time.Second)
+	m["token_explicit_max_ttl"] = int64(p.ExplicitMaxTTL / time.Second)
+	m["token_period"] = int64(p.Period / time.Second)
+	m["token_num_uses"] = p.NumUses
+	m["token_bound_cidrs"] = cidrs
+	m["token_no_default_policy"] = p.NoDefaultPolicy
+	m["token_type"] = typ
+}
+
+// errCIDR is the login failure for a client outside token_bound_cidrs.
+var errCIDR = &logical.Error{Code: logical.PermissionDenied, Message: "permission denied", Messages: []string{"permission denied", "login is not allowed from this address (token_bound_cidrs)"}}
+
+// auth returns the login response's Auth for p, or errCIDR when remote is
+// outside token_bound_cidrs. The token store does not enforce bound CIDRs
+// on every use, so they are checked here, at login.
+func (p *tokenParams) auth(remote string) (*logical.Auth, error) {
+	if !remoteAllowed(p.BoundCIDRs, remote) {
+		return nil, errCIDR
+	}
+	maxTTL := p.MaxTTL
+	if p.ExplicitMaxTTL > 0 && (maxTTL == 0 || p.ExplicitMaxTTL < maxTTL) {
+		maxTTL = p.ExplicitMaxTTL
+	}
+	return &logical.Auth{
+		Policies:  append([]string(nil), p.Policies...),
+		TTL:       p.TTL,
+		MaxTTL:    maxTTL,
+		Period:    p.Period,
+		NumUses:   p.NumUses,
+		Renewable: true,
+	}, nil
+}
