@@ -274,14 +274,13 @@ template {
 }
 
 // TestAgentAppRole logs in with approle (role and secret ID files, the
-// secret ID file removed after reading) and renders a template. It needs
-// the approle auth method (issue 5).
+// secret ID file removed after reading) and renders a template.
 func TestAgentAppRole(t *testing.T) {
 	p, root := startDev(t)
 	cx := ctx(t)
 	agentToken(t, root, map[string]any{"password": "approle-pass"})
 	if err := root.Sys().EnableAuthWithOptionsWithContext(cx, "approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
-		t.Skipf("approle auth method is not available in this server yet (issue 5): %v", err)
+		t.Fatalf("enable the approle auth method: %v", err)
 	}
 	if _, err := root.Logical().WriteWithContext(cx, "auth/approle/role/app", map[string]any{"token_policies": "agent-app"}); err != nil {
 		t.Fatal(err)
