@@ -4,8 +4,12 @@ BIN := bin/coffer
 
 .PHONY: build run test bench fuzz clean
 
+# Release flags: no symbol table or DWARF (smaller, and fewer binary pages
+# resident: the idle server's RSS drops by about 6 MB, see docs/performance.md).
+LDFLAGS := -s -w -X github.com/coffer-dev/coffer/internal/version.Version=$(shell git describe --tags --always 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]+\.' || echo 0.1.0)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/coffer
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/coffer
 
 # An in-memory, unsealed dev server: root token "root", KV v2 at secret/.
 run: build

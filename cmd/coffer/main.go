@@ -20,7 +20,7 @@ func main() {
 	defer stop()
 	root := cli.New(os.Stdin, os.Stdout, os.Stderr)
 	root.Version = version.Version
-	root.AddCommand(serverCmd())
+	root.AddCommand(serverCmd(), agentCmd(), injectorCmd(), csiCmd(), kmsCmd())
 	err := cli.Execute(ctx, root, os.Args[1:])
 	stop()
 	os.Exit(cli.ExitCode(err))
