@@ -30,6 +30,10 @@ func TestImportRules(t *testing.T) {
 		"policy is pure":                     {"internal/policy", []string{"net/http", module + "internal/barrier", module + "internal/core"}},
 		"cli never imports the server":       {"internal/cli", []string{module + "internal/core", module + "internal/server", module + "internal/barrier"}},
 		"api imports no internal package":    {"api", []string{module + "internal/"}},
+		"the agent is an API client":         {"internal/agent", []string{module + "internal/core", module + "internal/server", module + "internal/barrier"}},
+		"the injector is an API client":      {"internal/k8s/injector", []string{module + "internal/core", module + "internal/server"}},
+		"the KMS plugin is an API client":    {"internal/k8s/kms", []string{module + "internal/core", module + "internal/server"}},
+		"the CSI provider is an API client":  {"internal/k8s/csi", []string{module + "internal/core", module + "internal/server"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, d := range deps(t, tc.pkg) {

@@ -22,6 +22,7 @@ import (
 
 const agentPolicy = `
 path "secret/data/app" { capabilities = ["read"] }
+path "sys/events/subscribe/*" { capabilities = ["subscribe"] }
 `
 
 // agentToken writes a KV v2 secret and returns a token that may read it.
