@@ -39,13 +39,14 @@ func main() {
 		storage  = flag.String("storage", "bolt", "bolt (durable, fsync) or inmem")
 		audit    = flag.Bool("audit", false, "enable one file audit device (to a file in the temp dir)")
 		canned   = flag.String("serve-canned", "", "internal: serve canned bytes on this address")
+		profile  = flag.String("cpuprofile", "", "write the server's CPU profile of the read phase to this file")
 	)
 	flag.Parse()
 	if *canned != "" {
 		serveCanned(*canned, *size)
 		return
 	}
-	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit); err != nil {
+	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "coffer-bench:", err)
 		os.Exit(1)
 	}
@@ -189,7 +190,7 @@ func rssKB(pid int) int64 {
 	return 0
 }
 
-func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool) error {
+func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool, profile string) error {
 	dir, err := os.MkdirTemp("", "coffer-bench-")
 	if err != nil {
 		return err
@@ -204,6 +205,11 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 	}
 	srv := exec.Command(bin, "server", "--config", filepath.Join(dir, "coffer.hcl"))
 	srv.Stderr = os.Stderr
+	pprofAddr := ""
+	if profile != "" {
+		pprofAddr = freeAddr()
+		srv.Env = append(os.Environ(), "COFFER_PPROF_ADDR="+pprofAddr)
+	}
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -225,6 +231,8 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 			return fmt.Errorf("enable audit device: %w", err)
 		}
 	}
+	time.Sleep(2 * time.Second)
+	idle := rssKB(srv.Process.Pid) // initialized, unsealed, nothing stored yet
 	value := strings.Repeat("v", size)
 	payload, _ := json.Marshal(map[string]any{"data": map[string]string{"value": value}})
 	for i := 0; i < keys; i++ {
@@ -232,15 +240,23 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 			return err
 		}
 	}
-	time.Sleep(2 * time.Second)
-	idle := rssKB(srv.Process.Pid)
+	seeded := rssKB(srv.Process.Pid)
 
 	fmt.Printf("coffer-bench: %d workers, %v per phase, %d-byte values, storage %s, audit %v, GOMAXPROCS %d, %s/%s\n",
 		workers, d, size, storage, audit, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 
+	profDone := make(chan error, 1)
+	if profile != "" {
+		go func() { profDone <- fetchProfile(pprofAddr, d, profile) }()
+	} else {
+		profDone <- nil
+	}
 	reads := load(workers, d, func(c *http.Client, w, i int) error {
 		return request(c, "GET", fmt.Sprintf("%s/v1/secret/data/bench/k%d", base, (w*7919+i)%keys), token, nil)
 	})
+	if err := <-profDone; err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
 	writes := load(workers, d, func(c *http.Client, w, i int) error {
 		return request(c, "POST", fmt.Sprintf("%s/v1/secret/data/bench/w%d-%d", base, w, i%200), token, payload)
 	})
@@ -266,8 +282,28 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 	fmt.Printf("ceiling (canned bytes)  %s\n", ceiling)
 	fmt.Printf("kv v2 read              %s  = %.0f%% of the ceiling\n", reads, 100*reads.rate()/ceiling.rate())
 	fmt.Printf("kv v2 write (%s)     %s\n", storage, writes)
-	fmt.Printf("server RSS: idle %.1f MB, after load %.1f MB\n", float64(idle)/1024, float64(loaded)/1024)
+	fmt.Printf("server RSS: idle %.1f MB, with %d secrets stored %.1f MB, after load %.1f MB\n", float64(idle)/1024, keys, float64(seeded)/1024, float64(loaded)/1024)
 	return nil
+}
+
+// fetchProfile saves the server's CPU profile over the next d.
+func fetchProfile(addr string, d time.Duration, path string) error {
+	secs := int(d.Seconds()) - 1
+	if secs < 1 {
+		secs = 1
+	}
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 func initServer(c *http.Client, base string) (string, error) {

@@ -229,6 +229,8 @@ func (c *Core) setupLocked(ctx context.Context) error {
 		Now:     c.cfg.Now,
 		Rand:    c.cfg.Rand,
 		Logger:  c.logger.With("component", "token"),
+		// Only the active node writes tokens; a standby reads storage.
+		Cache: st.active,
 	})
 	if err != nil {
 		return fmt.Errorf("core: token store: %w", err)
@@ -247,6 +249,7 @@ func (c *Core) setupLocked(ctx context.Context) error {
 		newID:     c.newID,
 		logger:    c.logger,
 		table:     newMountTable(),
+		cache:     st.active,
 		builtins: map[string]logical.Backend{
 			"system": &sysBackend{c: c, st: st},
 			"token":  st.tokens,

@@ -118,6 +118,8 @@ type mountManager struct {
 	table     *mountTable
 	// builtins are backends not built by a factory (sys, token store).
 	builtins map[string]logical.Backend
+	// cache is passed to engines: this node is the only writer.
+	cache bool
 
 	writeMu sync.Mutex // serializes table changes
 }
@@ -197,6 +199,7 @@ func (m *mountManager) start(ctx context.Context, e MountEntry) (*mount, error) 
 		Options:    e.Options,
 		Now:        m.now,
 		Logger:     m.logger.With("mount", e.Path),
+		Cache:      m.cache,
 	})
 	if err != nil {
 		return nil, err

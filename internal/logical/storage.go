@@ -110,6 +110,11 @@ type BackendConfig struct {
 	Now func() time.Time
 	// Logger is never nil.
 	Logger *slog.Logger
+	// Cache says the engine is the only writer of Storage (a single
+	// server, or the active node of a cluster), so it may keep what it
+	// reads in memory. A standby's engines get false and must read
+	// storage every time.
+	Cache bool
 }
 
 // Factory builds a Backend for a new or restored mount.

@@ -167,6 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
+	startPprof(logger)
 	logger.Info("coffer server started", "version", version.Version, "storage", cfg.Storage.Type)
 
 	select {

@@ -24,6 +24,18 @@ type fixture struct {
 	root   string // the root token
 }
 
+// withoutCache runs the fixtures' store without its entry cache (a
+// standby's configuration); the tests run both ways (TestMain).
+var withoutCache bool
+
+func TestMain(m *testing.M) {
+	if code := m.Run(); code != 0 {
+		os.Exit(code)
+	}
+	withoutCache = true
+	os.Exit(m.Run())
+}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{mem: newMemStorage(), clock: newClock()}
@@ -38,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, err = New(Config{Storage: logical.NewView(f.mem, "sys/token/"), Leases: lm, Now: f.clock.Now})
+	ts, err = New(Config{Storage: logical.NewView(f.mem, "sys/token/"), Leases: lm, Now: f.clock.Now, Cache: !withoutCache})
 	if err != nil {
 		t.Fatal(err)
 	}

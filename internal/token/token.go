@@ -85,6 +85,10 @@ type Config struct {
 	// MaxTTL caps every TTL, counted from the token's creation, as the
 	// auth/token mount's max_lease_ttl. Zero: DefaultMaxTTL.
 	MaxTTL time.Duration
+	// Cache keeps decoded entries in memory. Set it only where this Store
+	// is the only writer of Storage (a single server, or the active node
+	// of a cluster): a standby must read storage every time.
+	Cache bool
 }
 
 // Store is the token store. It is safe for concurrent use.
@@ -96,6 +100,7 @@ type Store struct {
 	log        *slog.Logger
 	defaultTTL time.Duration
 	maxTTL     time.Duration
+	cache      *entryCache // nil: no cache
 
 	// mu serialises read-modify-write cycles of entries (uses, renewals,
 	// marking a revocation).
@@ -116,6 +121,10 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		store: cfg.Storage, leases: cfg.Leases, now: cfg.Now, rand: cfg.Rand,
 		log: cfg.Logger, defaultTTL: cfg.DefaultTTL, maxTTL: cfg.MaxTTL,
+	}
+	if cfg.Cache {
+		s.cache = &entryCache{m: make(map[string]*Entry)}
+		s.store = &cachingStorage{Storage: s.store, c: s.cache}
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -239,6 +248,13 @@ func (s *Store) randomString(n int) (string, error) {
 
 // get loads the entry with the given ID, including one being revoked.
 func (s *Store) get(ctx context.Context, id string) (*Entry, error) {
+	var gen uint64
+	if s.cache != nil {
+		var e *Entry
+		if e, gen = s.cache.lookup(id); e != nil {
+			return e, nil
+		}
+	}
 	b, err := s.store.Get(ctx, idPrefix+id)
 	if errors.Is(err, logical.ErrNotFound) {
 		return nil, ErrNotFound
@@ -254,6 +270,9 @@ func (s *Store) get(ctx context.Context, id string) (*Entry, error) {
 	// time, so a misplaced entry cannot answer for another token.
 	if subtle.ConstantTimeCompare([]byte(e.ID), []byte(id)) != 1 {
 		return nil, ErrNotFound
+	}
+	if s.cache != nil {
+		s.cache.store(id, &e, gen)
 	}
 	return &e, nil
 }

@@ -45,11 +45,24 @@ type fixture struct {
 	clk *clock
 }
 
+// withCache runs the fixtures' engines with their read cache (the active
+// node's configuration); the tests run both ways (TestMain).
+var withCache bool
+
+func TestMain(m *testing.M) {
+	if code := m.Run(); code != 0 {
+		os.Exit(code)
+	}
+	withCache = true
+	os.Exit(m.Run())
+}
+
 func newV2(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{s: newTestStorage(t), clk: newClock()}
 	be, err := Factory(context.Background(), logical.BackendConfig{
 		Storage: f.s, MountPoint: "secret/", Options: map[string]string{"version": "2"}, Now: f.clk.Now,
+		Cache: withCache,
 	})
 	if err != nil {
 		t.Fatalf("Factory: %v", err)

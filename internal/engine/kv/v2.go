@@ -18,6 +18,7 @@ type V2 struct {
 	now func() time.Time
 	log *slog.Logger
 
+	cache *readCache // nil: no cache (a standby)
 	locks lockSet    // one stripe per key's read-modify-write
 	cfgMu sync.Mutex // serializes config read-modify-write
 }
@@ -29,6 +30,10 @@ func NewV2(cfg logical.BackendConfig) (*V2, error) {
 		return nil, errors.New("kv: storage is required")
 	}
 	b := &V2{s: cfg.Storage, now: cfg.Now, log: cfg.Logger}
+	if cfg.Cache {
+		b.cache = newReadCache()
+		b.s = &cachingStorage{Storage: b.s, c: b.cache}
+	}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -255,7 +260,7 @@ func (b *V2) readData(ctx context.Context, req *logical.Request, key string) (*l
 	mu := b.locks.forKey(key)
 	mu.RLock()
 	defer mu.RUnlock()
-	m, err := getMeta(ctx, b.s, key)
+	m, err := b.readMeta(ctx, key)
 	if err != nil || m == nil {
 		return nil, err
 	}
@@ -274,24 +279,29 @@ func (b *V2) readData(ctx context.Context, req *logical.Request, key string) (*l
 		resp.StatusCode = 404
 		return resp, nil
 	}
-	data, err := b.versionData(ctx, key, version)
+	// The stored JSON goes out as it is: no decoding and re-encoding.
+	raw, err := b.readVersionRaw(ctx, key, version)
 	if err != nil {
 		return nil, err
 	}
-	resp.Data.(map[string]any)["data"] = data
+	resp.Data.(map[string]any)["data"] = json.RawMessage(raw)
 	return resp, nil
 }
 
 // versionData reads the data of a live version.
 func (b *V2) versionData(ctx context.Context, key string, n uint64) (map[string]any, error) {
 	raw, err := b.s.Get(ctx, versionKey(key, n))
-	if errors.Is(err, logical.ErrNotFound) {
-		return nil, errors.New("kv: a live version has no data")
-	}
 	if err != nil {
-		return nil, wrap(err, "read version")
+		return nil, versionReadError(err)
 	}
 	return decodeStored(raw)
+}
+
+func versionReadError(err error) error {
+	if errors.Is(err, logical.ErrNotFound) {
+		return errors.New("kv: a live version has no data")
+	}
+	return wrap(err, "read version")
 }
 
 func (b *V2) writeData(ctx context.Context, req *logical.Request, key string) (*logical.Response, error) {
