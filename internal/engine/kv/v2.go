@@ -125,7 +125,7 @@ func (b *V2) Exists(ctx context.Context, req *logical.Request) (ok, exists bool,
 	mu := b.locks.forKey(key)
 	mu.RLock()
 	defer mu.RUnlock()
-	m, err := getMeta(ctx, b.s, key)
+	m, err := b.readMeta(ctx, key)
 	if err != nil {
 		return false, false, err
 	}
