@@ -2,6 +2,7 @@ package jwt
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +17,7 @@ import (
 func TestMain(m *testing.M) { k8stest.Main(m) }
 
 // TestEnvtestServiceAccountTokensOffline validates a real cluster's
-// service-account tokens with the issuer's own discovery document and
-// JWKS, without TokenReview.
+// service-account tokens with the issuer's own JWKS (/openid/v1/jwks), without TokenReview.
 func TestEnvtestServiceAccountTokensOffline(t *testing.T) {
 	c := k8stest.Env(t)
 	crb := &rbacv1.ClusterRoleBinding{
@@ -35,7 +35,10 @@ func TestEnvtestServiceAccountTokensOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must(t, b, logical.UpdateOperation, "config", map[string]any{"oidc_discovery_url": c.Issuer, "oidc_discovery_ca_pem": string(c.CACert)})
+	// The discovery document's jwks_uri names the API server's advertise
+	// address (unreachable in envtest), so the key set is fetched from the
+	// API server's own URL, and the issuer bound explicitly.
+	must(t, b, logical.UpdateOperation, "config", map[string]any{"jwks_url": strings.TrimSuffix(c.Host, "/") + "/openid/v1/jwks", "jwks_ca_pem": string(c.CACert), "bound_issuer": c.Issuer})
 	must(t, b, logical.UpdateOperation, "role/builder", map[string]any{
 		"bound_audiences": "coffer", "bound_subject": "system:serviceaccount:ci:builder",
 		"claim_mappings": map[string]string{"/kubernetes.io/namespace": "namespace"}, "token_policies": "build",

@@ -394,7 +394,7 @@ func (b *Backend) get(ctx context.Context, url, caPEM string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad URL")
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
