@@ -191,9 +191,8 @@ func TestHubRoutesEventsByPath(t *testing.T) {
 		}
 	}
 	ss := newSessions(nil, nil, time.Now)
-	s := &session{id: identity{server: "http://x", secretName: "t"}, owner: ss, kv: map[string]int{}}
-	s.token = "tok" // token auth reads a Secret; preset so no reader is needed
-	ss.reader = staticToken{}
+	s := &session{id: identity{server: "http://x", secretName: "t", secretKey: "token"}, owner: ss, kv: map[string]int{}}
+	ss.reader = staticToken{} // token auth reads its Secret on every use
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error)

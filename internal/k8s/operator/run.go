@@ -164,6 +164,20 @@ func setup(mgr manager.Manager, log *slog.Logger, now func() time.Time, onLogin 
 		default: // the queue is full; refreshInterval still syncs it
 		}
 	})
+	kicks := map[bool]chan event.GenericEvent{false: make(chan event.GenericEvent, 256), true: make(chan event.GenericEvent, 256)}
+	sr.kickStore = func(kind, ns, name string) {
+		cluster := kind == v1alpha1.KindClusterStore
+		var obj client.Object = &v1alpha1.CofferStore{}
+		if cluster {
+			obj = &v1alpha1.ClusterCofferStore{}
+		}
+		obj.SetNamespace(ns)
+		obj.SetName(name)
+		select {
+		case kicks[cluster] <- event.GenericEvent{Object: obj}:
+		default:
+		}
+	}
 	if err := mgr.Add(sr.hub); err != nil {
 		return err
 	}
@@ -204,6 +218,7 @@ func setup(mgr manager.Manager, log *slog.Logger, now func() time.Time, onLogin 
 		}
 		if err := ctrl.NewControllerManagedBy(mgr).Named(name).
 			For(obj, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			WatchesRawSource(source.Channel(kicks[cluster], &handler.EnqueueRequestForObject{})).
 			Complete(&storeReconciler{client: mgr.GetClient(), sessions: ss, cluster: cluster}); err != nil {
 			return fmt.Errorf("operator: %s controller: %w", name, err)
 		}

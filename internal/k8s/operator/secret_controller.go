@@ -34,6 +34,9 @@ type secretReconciler struct {
 	events   recorder
 	log      *slog.Logger
 	now      func() time.Time
+	// kickStore asks for a recheck of the store a failed sync used, so its
+	// Ready condition follows a sealed or unreachable server at once.
+	kickStore func(kind, namespace, name string)
 
 	forced sync.Map // types.NamespacedName → struct{}: an event asked for a sync
 }
@@ -83,6 +86,16 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 			reason = ReasonRemoteDeleted
 		}
 		r.events.Eventf(&cs, nil, corev1.EventTypeWarning, reason, "Sync", "%v", err)
+		switch reason {
+		case ReasonSealed, ReasonUnreachable, ReasonLoginRefused:
+			if r.kickStore != nil {
+				ns := cs.Namespace
+				if cs.Spec.SecretStoreRef.Kind == v1alpha1.KindClusterStore {
+					ns = ""
+				}
+				r.kickStore(cs.Spec.SecretStoreRef.Kind, ns, cs.Spec.SecretStoreRef.Name)
+			}
+		}
 		r.log.WarnContext(ctx, "sync failed", "coffersecret", req.NamespacedName, "reason", reason, "err", err)
 		if serr := r.setStatus(ctx, &cs, metav1.ConditionFalse, reason, err.Error(), false); serr != nil {
 			return reconcile.Result{}, serr
