@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/coffer-dev/coffer/api"
@@ -93,11 +96,26 @@ func (a *app) backupCmd() *cobra.Command {
 				return fmt.Errorf("backup: %w", err)
 			}
 			defer os.Remove(tmp.Name()) // after the rename, a no-op
-			p := a.newProgress("backup", resp.ContentLength)
-			n, err := io.Copy(io.MultiWriter(tmp, p), resp.Body)
+			size := resp.ContentLength
+			if size < 0 {
+				// Coffer streams the backup; its size is an estimate.
+				size, _ = strconv.ParseInt(resp.Header.Get("X-Coffer-Backup-Size"), 10, 64)
+			}
+			p := a.newProgress("backup", size)
+			sum := sha256.New()
+			n, err := io.Copy(io.MultiWriter(tmp, p, sum), resp.Body)
 			p.finish()
 			if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
 				err = fmt.Errorf("got %d of %d bytes", n, resp.ContentLength)
+			}
+			if want := resp.Trailer.Get("X-Coffer-Backup-Sha256"); err == nil && resp.ContentLength < 0 {
+				// A streamed backup is complete only if the server said so
+				// after the last byte.
+				if want == "" {
+					err = fmt.Errorf("the server did not finish the backup (got %d bytes): see its log", n)
+				} else if want != hex.EncodeToString(sum.Sum(nil)) {
+					err = fmt.Errorf("the backup's checksum does not match what the server sent")
+				}
 			}
 			if err == nil {
 				err = tmp.Sync()

@@ -110,7 +110,7 @@ func newRoot(e *env) *cobra.Command {
 		a.statusCmd(), a.operatorCmd(), a.kvCmd(), a.policyCmd(), a.tokenCmd(),
 		a.secretsCmd(), a.loginCmd(),
 		a.readCmd(), a.writeCmd(), a.listCmd(), a.deleteCmd(),
-		a.auditCmd(), a.leaseCmd(), a.accessCmd(),
+		a.auditCmd(), a.leaseCmd(), a.accessCmd(), a.authCmd(),
 	)
 	for _, c := range root.Commands() {
 		groupArgs(c)

@@ -12,19 +12,36 @@ import (
 
 func (a *app) loginCmd() *cobra.Command {
 	var vaultFile bool
+	var method, mount string
 	cmd := &cobra.Command{
-		Use:   "login [TOKEN]",
+		Use:   "login [TOKEN] | login --method=M [K=V...]",
 		Short: "Check a token and store it in ~/.coffer-token",
 		Long: "login checks TOKEN (read from stdin when not given) with auth/token/lookup-self,\n" +
 			"then stores it in ~/.coffer-token (mode 0600), where later commands find it.\n" +
-			"--vault-token-file also writes ~/.vault-token, which sops and Vault's tools read.",
-		Args: rangeArgs(0, 1),
+			"--vault-token-file also writes ~/.vault-token, which sops and Vault's tools read.\n" +
+			"With --method=userpass|approle|kubernetes|jwt it logs in with that auth method\n" +
+			"(username=..., role_id=... secret_id=..., role=... jwt=...) and stores the token it gets.",
+		Args: rangeArgs(0, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if a.env.home == "" {
 				return fmt.Errorf("no home directory to store the token in")
 			}
 			var tok string
-			if len(args) == 1 {
+			if method != "" && method != "token" {
+				if mount == "" {
+					mount = method
+				}
+				resp, err := a.methodLogin(cmd.Context(), method, mount, args)
+				if err != nil {
+					return err
+				}
+				if resp.Auth == nil || resp.Auth.ClientToken == "" {
+					return fmt.Errorf("the %s login returned no token", method)
+				}
+				tok = resp.Auth.ClientToken
+			} else if len(args) > 1 {
+				return usageErrorf("login takes one TOKEN, or --method=M with K=V arguments")
+			} else if len(args) == 1 {
 				tok = args[0]
 			} else {
 				var err error
@@ -71,6 +88,8 @@ func (a *app) loginCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&method, "method", "token", "auth method: token, userpass, approle, kubernetes, jwt")
+	cmd.Flags().StringVar(&mount, "path", "", "mount path of the auth method (default: the method's name)")
 	cmd.Flags().BoolVar(&vaultFile, "vault-token-file", false, "also write ~/.vault-token (read by sops and Vault's CLI)")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -442,14 +443,19 @@ func (s *server) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// The size is an estimate taken before the copy (writes may go on), so
-	// it is a hint for progress bars, not a Content-Length.
+	// it is a hint for progress bars, not a Content-Length. Completeness is
+	// proven by the trailer: the SHA-256 of what was sent, set only after
+	// the whole copy succeeded.
 	if n := s.core.BackupSize(); n > 0 {
 		w.Header().Set("X-Coffer-Backup-Size", fmt.Sprint(n))
 	}
-	if _, err := s.core.Backup(r.Context(), requestToken(r), w); err != nil {
-		// Headers are gone; the short body tells the client it failed.
+	w.Header().Set("Trailer", "X-Coffer-Backup-Sha256")
+	h := sha256.New()
+	if _, err := s.core.Backup(r.Context(), requestToken(r), io.MultiWriter(w, h)); err != nil {
 		s.logger.Error("backup failed", "err", err)
+		return
 	}
+	w.Header().Set("X-Coffer-Backup-Sha256", hex.EncodeToString(h.Sum(nil)))
 }
 
 // maxRestoreSize bounds a restore upload.

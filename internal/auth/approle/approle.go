@@ -92,10 +92,8 @@ func Factory(ctx context.Context, cfg logical.BackendConfig) (logical.Backend, e
 func (b *Backend) UnauthenticatedPaths() []string { return []string{"login"} }
 
 // RoleInfo describes a role for sys/access.
-type RoleInfo struct {
-	Name     string
-	Policies []string
-}
+// RoleInfo is logical.RoleInfo, so Roles implements logical.RoleLister.
+type RoleInfo = logical.RoleInfo
 
 // Roles returns every role with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {

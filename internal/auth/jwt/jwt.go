@@ -122,10 +122,8 @@ func defaultHTTPClient(caPEM string) (*http.Client, error) {
 func (b *Backend) UnauthenticatedPaths() []string { return []string{"login"} }
 
 // RoleInfo describes a role for sys/access.
-type RoleInfo struct {
-	Name     string
-	Policies []string
-}
+// RoleInfo is logical.RoleInfo, so Roles implements logical.RoleLister.
+type RoleInfo = logical.RoleInfo
 
 // Roles returns every role with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {

@@ -131,10 +131,8 @@ func LockoutFromOptions(opts map[string]string) (Lockout, error) {
 func (b *Backend) UnauthenticatedPaths() []string { return []string{"login/*"} }
 
 // RoleInfo describes a user for sys/access.
-type RoleInfo struct {
-	Name     string
-	Policies []string
-}
+// RoleInfo is logical.RoleInfo, so Roles implements logical.RoleLister.
+type RoleInfo = logical.RoleInfo
 
 // Roles returns every user with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
