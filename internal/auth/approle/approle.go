@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -116,13 +117,13 @@ func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
 
 // role is a stored role.
 type role struct {
-	RoleID             string        `json:"role_id"`
-	BindSecretID       bool          `json:"bind_secret_id"`
-	SecretIDBoundCIDRs []string      `json:"secret_id_bound_cidrs"`
-	SecretIDNumUses    int           `json:"secret_id_num_uses"`
-	SecretIDTTL        time.Duration `json:"secret_id_ttl"`
-	LocalSecretIDs     bool          `json:"local_secret_ids"`
-	Token              tokenParams   `json:"token"`
+	RoleID             string             `json:"role_id"`
+	BindSecretID       bool               `json:"bind_secret_id"`
+	SecretIDBoundCIDRs []string           `json:"secret_id_bound_cidrs"`
+	SecretIDNumUses    int                `json:"secret_id_num_uses"`
+	SecretIDTTL        time.Duration      `json:"secret_id_ttl"`
+	LocalSecretIDs     bool               `json:"local_secret_ids"`
+	Token              tokenparams.Params `json:"token"`
 }
 
 // secretID is a stored secret ID, under its hash.
@@ -303,7 +304,7 @@ type roleRequest struct {
 	SecretIDTTL        *logical.Duration   `json:"secret_id_ttl"`
 	LocalSecretIDs     *logical.Bool       `json:"local_secret_ids"`
 	RoleID             *string             `json:"role_id"`
-	tokenParamsRequest
+	tokenparams.Request
 }
 
 func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name string) (*logical.Response, error) {
@@ -325,7 +326,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 		r.BindSecretID = bool(*in.BindSecretID)
 	}
 	if in.SecretIDBoundCIDRs != nil {
-		if r.SecretIDBoundCIDRs, err = parseCIDRs("secret_id_bound_cidrs", *in.SecretIDBoundCIDRs); err != nil {
+		if r.SecretIDBoundCIDRs, err = tokenparams.ParseCIDRs("secret_id_bound_cidrs", *in.SecretIDBoundCIDRs); err != nil {
 			return nil, err
 		}
 	}
@@ -344,7 +345,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 		}
 		r.LocalSecretIDs = bool(*in.LocalSecretIDs)
 	}
-	if err := in.apply(&r.Token); err != nil {
+	if err := in.Apply(&r.Token); err != nil {
 		return nil, err
 	}
 	if !r.BindSecretID && len(r.SecretIDBoundCIDRs) == 0 && len(r.Token.BoundCIDRs) == 0 {
@@ -454,7 +455,7 @@ func (b *Backend) readRole(ctx context.Context, name string) (*logical.Response,
 		"secret_id_ttl":         int64(r.SecretIDTTL / time.Second),
 		"local_secret_ids":      r.LocalSecretIDs,
 	}
-	r.Token.fill(d)
+	r.Token.Fill(d)
 	return &logical.Response{Data: d}, nil
 }
 
@@ -547,7 +548,7 @@ func (b *Backend) generateSecretID(ctx context.Context, req *logical.Request, na
 		}
 	}
 	if in.CIDRList != nil {
-		if e.CIDRList, err = parseCIDRs("cidr_list", *in.CIDRList); err != nil {
+		if e.CIDRList, err = tokenparams.ParseCIDRs("cidr_list", *in.CIDRList); err != nil {
 			return nil, err
 		}
 		if !subset(e.CIDRList, r.SecretIDBoundCIDRs) {
@@ -555,7 +556,7 @@ func (b *Backend) generateSecretID(ctx context.Context, req *logical.Request, na
 		}
 	}
 	if in.TokenBoundCIDRs != nil {
-		if e.TokenBoundCIDRs, err = parseCIDRs("token_bound_cidrs", *in.TokenBoundCIDRs); err != nil {
+		if e.TokenBoundCIDRs, err = tokenparams.ParseCIDRs("token_bound_cidrs", *in.TokenBoundCIDRs); err != nil {
 			return nil, err
 		}
 		if !subset(e.TokenBoundCIDRs, r.Token.BoundCIDRs) {
@@ -766,7 +767,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 			}
 			return nil, errInvalid
 		}
-		if !remoteAllowed(e.CIDRList, req.RemoteAddr) || !remoteAllowed(r.SecretIDBoundCIDRs, req.RemoteAddr) {
+		if !tokenparams.RemoteAllowed(e.CIDRList, req.RemoteAddr) || !tokenparams.RemoteAllowed(r.SecretIDBoundCIDRs, req.RemoteAddr) {
 			return nil, &logical.Error{Code: logical.PermissionDenied, Message: "permission denied",
 				Messages: []string{"permission denied", "source address is not allowed to use this secret ID (secret_id_bound_cidrs)"}}
 		}
@@ -792,11 +793,11 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 		if len(e.TokenBoundCIDRs) > 0 {
 			tp.BoundCIDRs = e.TokenBoundCIDRs
 		}
-	} else if !remoteAllowed(r.SecretIDBoundCIDRs, req.RemoteAddr) {
+	} else if !tokenparams.RemoteAllowed(r.SecretIDBoundCIDRs, req.RemoteAddr) {
 		return nil, &logical.Error{Code: logical.PermissionDenied, Message: "permission denied",
 			Messages: []string{"permission denied", "source address is not allowed (secret_id_bound_cidrs)"}}
 	}
-	auth, err := tp.auth(req.RemoteAddr)
+	auth, err := tp.Auth(req.RemoteAddr)
 	if err != nil {
 		return nil, err
 	}

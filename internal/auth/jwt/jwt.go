@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -158,18 +159,18 @@ type config struct {
 
 // role is a stored role.
 type role struct {
-	RoleType         string            `json:"role_type"`
-	BoundAudiences   []string          `json:"bound_audiences"`
-	BoundSubject     string            `json:"bound_subject"`
-	BoundClaims      map[string]any    `json:"bound_claims"`
-	BoundClaimsType  string            `json:"bound_claims_type"`
-	UserClaim        string            `json:"user_claim"`
-	ClaimMappings    map[string]string `json:"claim_mappings"`
-	GroupsClaim      string            `json:"groups_claim"`
-	ClockSkewLeeway  int64             `json:"clock_skew_leeway"` // seconds; negative: none
-	ExpirationLeeway int64             `json:"expiration_leeway"`
-	NotBeforeLeeway  int64             `json:"not_before_leeway"`
-	Token            tokenParams       `json:"token"`
+	RoleType         string             `json:"role_type"`
+	BoundAudiences   []string           `json:"bound_audiences"`
+	BoundSubject     string             `json:"bound_subject"`
+	BoundClaims      map[string]any     `json:"bound_claims"`
+	BoundClaimsType  string             `json:"bound_claims_type"`
+	UserClaim        string             `json:"user_claim"`
+	ClaimMappings    map[string]string  `json:"claim_mappings"`
+	GroupsClaim      string             `json:"groups_claim"`
+	ClockSkewLeeway  int64              `json:"clock_skew_leeway"` // seconds; negative: none
+	ExpirationLeeway int64              `json:"expiration_leeway"`
+	NotBeforeLeeway  int64              `json:"not_before_leeway"`
+	Token            tokenparams.Params `json:"token"`
 }
 
 var nameRE = regexp.MustCompile(`^[\w.-]+$`)
@@ -488,7 +489,7 @@ type roleRequest struct {
 	ClockSkewLeeway  json.RawMessage     `json:"clock_skew_leeway"`
 	ExpirationLeeway json.RawMessage     `json:"expiration_leeway"`
 	NotBeforeLeeway  json.RawMessage     `json:"not_before_leeway"`
-	tokenParamsRequest
+	tokenparams.Request
 }
 
 // parseLeeway reads a leeway: seconds or a duration string; a negative
@@ -597,7 +598,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 			return err
 		}
 	}
-	if err := in.apply(&r.Token); err != nil {
+	if err := in.Apply(&r.Token); err != nil {
 		return err
 	}
 	return b.putJSON(ctx, "role/"+name, r)
@@ -642,7 +643,7 @@ func (b *Backend) readRole(ctx context.Context, name string) (*logical.Response,
 		"expiration_leeway": r.ExpirationLeeway,
 		"not_before_leeway": r.NotBeforeLeeway,
 	}
-	r.Token.fill(d)
+	r.Token.Fill(d)
 	return &logical.Response{Data: d}, nil
 }
 
@@ -742,7 +743,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 			}
 		}
 	}
-	auth, err := r.Token.auth(req.RemoteAddr)
+	auth, err := r.Token.Auth(req.RemoteAddr)
 	if err != nil {
 		return nil, err
 	}

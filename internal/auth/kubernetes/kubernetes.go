@@ -47,6 +47,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/coffer-dev/coffer/internal/auth/jwt"
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -147,11 +148,11 @@ type config struct {
 }
 
 type role struct {
-	Names           []string    `json:"bound_service_account_names"`
-	Namespaces      []string    `json:"bound_service_account_namespaces"`
-	Audience        string      `json:"audience"`
-	AliasNameSource string      `json:"alias_name_source"`
-	Token           tokenParams `json:"token"`
+	Names           []string           `json:"bound_service_account_names"`
+	Namespaces      []string           `json:"bound_service_account_namespaces"`
+	Audience        string             `json:"audience"`
+	AliasNameSource string             `json:"alias_name_source"`
+	Token           tokenparams.Params `json:"token"`
 }
 
 var nameRE = regexp.MustCompile(`^[\w.-]+$`)
@@ -355,7 +356,7 @@ type roleRequest struct {
 	Namespaces      *logical.StringList `json:"bound_service_account_namespaces"`
 	Audience        *string             `json:"audience"`
 	AliasNameSource *string             `json:"alias_name_source"`
-	tokenParamsRequest
+	tokenparams.Request
 }
 
 func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name string) error {
@@ -403,7 +404,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 	if len(r.Namespaces) > 1 && slices.Contains(r.Namespaces, "*") {
 		return logical.Errorf(logical.Invalid, `can not mix "*" with values`)
 	}
-	if err := in.apply(&r.Token); err != nil {
+	if err := in.Apply(&r.Token); err != nil {
 		return err
 	}
 	return b.putJSON(ctx, "role/"+name, r)
@@ -420,7 +421,7 @@ func (b *Backend) readRole(ctx context.Context, name string) (*logical.Response,
 		"audience":                         r.Audience,
 		"alias_name_source":                r.AliasNameSource,
 	}
-	r.Token.fill(d)
+	r.Token.Fill(d)
 	return &logical.Response{Data: d}, nil
 }
 
@@ -530,7 +531,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 		return nil, denied("the token review does not match the token's service account")
 	}
 	sa.UID = reviewed.UID
-	auth, err := r.Token.auth(req.RemoteAddr)
+	auth, err := r.Token.Auth(req.RemoteAddr)
 	if err != nil {
 		return nil, err
 	}

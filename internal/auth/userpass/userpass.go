@@ -34,6 +34,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -155,8 +156,8 @@ func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
 
 // user is a stored user.
 type user struct {
-	Hash  []byte      `json:"password_hash"`
-	Token tokenParams `json:"token"`
+	Hash  []byte             `json:"password_hash"`
+	Token tokenparams.Params `json:"token"`
 }
 
 var nameRE = regexp.MustCompile(`^[\w.@+-]+$`)
@@ -233,7 +234,7 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 			return nil, err
 		}
 		d := map[string]any{}
-		u.Token.fill(d)
+		u.Token.Fill(d)
 		return &logical.Response{Data: d}, nil
 	case sub == "" && req.Operation == logical.DeleteOperation:
 		b.mu.Lock()
@@ -266,7 +267,7 @@ func (b *Backend) Exists(ctx context.Context, req *logical.Request) (ok, exists 
 
 type userRequest struct {
 	Password *string `json:"password"`
-	tokenParamsRequest
+	tokenparams.Request
 }
 
 // writeUser creates or updates a user; mustExist is set for the
@@ -309,7 +310,7 @@ func (b *Backend) writeUser(ctx context.Context, req *logical.Request, name stri
 	if hash != nil {
 		u.Hash = hash
 	}
-	if err := in.apply(&u.Token); err != nil {
+	if err := in.Apply(&u.Token); err != nil {
 		return err
 	}
 	return b.putUser(ctx, name, u)
@@ -357,7 +358,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request, name string) 
 		return nil, errInvalid
 	}
 	b.limit.clear(ukey)
-	auth, err := u.Token.auth(req.RemoteAddr)
+	auth, err := u.Token.Auth(req.RemoteAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +371,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request, name string) 
 // addrKey is the rate-limit key of a client address: its IP, or the
 // string itself when it has none.
 func addrKey(remote string) string {
-	if a, err := remoteAddr(remote); err == nil {
+	if a, err := tokenparams.RemoteAddr(remote); err == nil {
 		return a.String()
 	}
 	return remote

@@ -1,8 +1,14 @@
-package kubernetes
-
-// This file is the same in every auth method package (kubernetes, approle,
-// userpass, jwt) but for the package name: Vault's common token parameters
-// of a role or user (its "tokenutil"). Keep the copies identical.
+// Package tokenparams holds Vault's common token parameters of an auth
+// method's role or user (Vault's "tokenutil"): token_policies, token_ttl,
+// token_max_ttl, token_explicit_max_ttl, token_period, token_num_uses,
+// token_bound_cidrs, token_no_default_policy and token_type, with their
+// deprecated aliases (policies, ttl, max_ttl, period, bound_cidrs).
+//
+// An auth method stores a Params in each role, embeds a Request in the
+// role's write request and calls Apply, answers reads with Fill, and
+// builds a login's logical.Auth with Auth, which also enforces
+// token_bound_cidrs. Everything here is pure: no storage, no state.
+package tokenparams
 
 import (
 	"fmt"
@@ -14,8 +20,10 @@ import (
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
-// tokenParams are the token settings stored with a role or user.
-type tokenParams struct {
+// Params are the token settings stored with a role or user, kept in the
+// role's JSON under "token". The zero value is a role with no policies,
+// no TTLs (the mount's defaults apply) and no address bounds.
+type Params struct {
 	Policies        []string      `json:"token_policies"`
 	TTL             time.Duration `json:"token_ttl"`
 	MaxTTL          time.Duration `json:"token_max_ttl"`
@@ -27,11 +35,12 @@ type tokenParams struct {
 	Type            string        `json:"token_type"`
 }
 
-// tokenParamsRequest is the part of a role or user write that sets
-// tokenParams. A nil field is left unchanged. The unprefixed names
-// (policies, ttl, max_ttl, period, bound_cidrs) are Vault's deprecated
-// aliases; the token_ name wins when both are given.
-type tokenParamsRequest struct {
+// Request is the part of a role or user write that sets Params: embed it
+// in the endpoint's request struct and call Apply after Decode. A nil
+// field is left unchanged. The unprefixed names (policies, ttl, max_ttl,
+// period, bound_cidrs) are Vault's deprecated aliases; the token_ name
+// wins when both are given.
+type Request struct {
 	TokenPolicies        *logical.StringList `json:"token_policies"`
 	Policies             *logical.StringList `json:"policies"`
 	TokenTTL             *logical.Duration   `json:"token_ttl"`
@@ -62,11 +71,12 @@ func firstDuration(a, b *logical.Duration) *logical.Duration {
 	return b
 }
 
-// apply sets p from r and validates the result. It returns an Invalid
-// error naming the field at fault.
-func (r *tokenParamsRequest) apply(p *tokenParams) error {
+// Apply sets p from r and validates the result. It returns a
+// logical.Invalid error naming the field at fault; p may then be partly
+// changed, so a caller must not store it.
+func (r *Request) Apply(p *Params) error {
 	if v := firstList(r.TokenPolicies, r.Policies); v != nil {
-		p.Policies = normalizePolicies(*v)
+		p.Policies = NormalizePolicies(*v)
 	}
 	if v := firstDuration(r.TokenTTL, r.TTL); v != nil {
 		p.TTL = time.Duration(*v)
@@ -87,7 +97,7 @@ func (r *tokenParamsRequest) apply(p *tokenParams) error {
 		p.NumUses = int(*r.TokenNumUses)
 	}
 	if v := firstList(r.TokenBoundCIDRs, r.BoundCIDRs); v != nil {
-		cidrs, err := parseCIDRs("token_bound_cidrs", *v)
+		cidrs, err := ParseCIDRs("token_bound_cidrs", *v)
 		if err != nil {
 			return err
 		}
@@ -112,9 +122,9 @@ func (r *tokenParamsRequest) apply(p *tokenParams) error {
 	return nil
 }
 
-// normalizePolicies lower-cases, trims, sorts and deduplicates policy
-// names, as Vault does.
-func normalizePolicies(in []string) []string {
+// NormalizePolicies lower-cases, trims, sorts and deduplicates policy
+// names, as Vault does, dropping blank ones. It never returns nil.
+func NormalizePolicies(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, p := range in {
 		if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
@@ -125,9 +135,10 @@ func normalizePolicies(in []string) []string {
 	return slices.Compact(out)
 }
 
-// parseCIDRs checks a list of CIDR blocks (a bare address is a /32 or
-// /128) and returns them in canonical form.
-func parseCIDRs(field string, in []string) ([]string, error) {
+// ParseCIDRs checks a list of CIDR blocks (a bare address is a /32 or
+// /128; blank entries are dropped) and returns them in canonical form. A
+// malformed entry is a logical.Invalid error naming field.
+func ParseCIDRs(field string, in []string) ([]string, error) {
 	var out []string
 	for _, s := range in {
 		s = strings.TrimSpace(s)
@@ -150,14 +161,14 @@ func parseCIDRs(field string, in []string) ([]string, error) {
 	return out, nil
 }
 
-// remoteAllowed reports whether the address of remote ("ip:port" or "ip")
+// RemoteAllowed reports whether the address of remote ("ip:port" or "ip")
 // is in one of cidrs. An empty list allows every address; an unparsable
 // remote address is allowed by none.
-func remoteAllowed(cidrs []string, remote string) bool {
+func RemoteAllowed(cidrs []string, remote string) bool {
 	if len(cidrs) == 0 {
 		return true
 	}
-	a, err := remoteAddr(remote)
+	a, err := RemoteAddr(remote)
 	if err != nil {
 		return false
 	}
@@ -169,8 +180,9 @@ func remoteAllowed(cidrs []string, remote string) bool {
 	return false
 }
 
-// remoteAddr returns the IP address of "ip:port" or "ip".
-func remoteAddr(remote string) (netip.Addr, error) {
+// RemoteAddr returns the IP address of "ip:port" or "ip", IPv4-mapped
+// addresses unmapped. The error does not repeat remote.
+func RemoteAddr(remote string) (netip.Addr, error) {
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		return ap.Addr().Unmap(), nil
 	}
@@ -181,9 +193,10 @@ func remoteAddr(remote string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-// fill adds p's fields to a role or user read response, in Vault's shape
-// (durations in seconds).
-func (p *tokenParams) fill(m map[string]any) {
+// Fill adds p's fields to m, a role or user read response, in Vault's
+// shape: durations in seconds, empty lists as [], the type "default" when
+// unset, and the policies also under the deprecated name "policies".
+func (p *Params) Fill(m map[string]any) {
 	pol := p.Policies
 	if pol == nil {
 		pol = []string{}
@@ -208,15 +221,18 @@ func (p *tokenParams) fill(m map[string]any) {
 	m["token_type"] = typ
 }
 
-// errCIDR is the login failure for a client outside token_bound_cidrs.
-var errCIDR = &logical.Error{Code: logical.PermissionDenied, Message: "permission denied", Messages: []string{"permission denied", "login is not allowed from this address (token_bound_cidrs)"}}
+// ErrCIDR is the login failure (403) for a client outside
+// token_bound_cidrs.
+var ErrCIDR = &logical.Error{Code: logical.PermissionDenied, Message: "permission denied", Messages: []string{"permission denied", "login is not allowed from this address (token_bound_cidrs)"}}
 
-// auth returns the login response's Auth for p, or errCIDR when remote is
-// outside token_bound_cidrs. The token store does not enforce bound CIDRs
-// on every use, so they are checked here, at login.
-func (p *tokenParams) auth(remote string) (*logical.Auth, error) {
-	if !remoteAllowed(p.BoundCIDRs, remote) {
-		return nil, errCIDR
+// Auth returns a new login Auth for p (the caller adds metadata and a
+// display name), or ErrCIDR when remote is outside token_bound_cidrs. Its
+// MaxTTL is the lesser of token_max_ttl and token_explicit_max_ttl. The
+// token store does not enforce bound CIDRs on every use, so they are
+// checked here, at login.
+func (p *Params) Auth(remote string) (*logical.Auth, error) {
+	if !RemoteAllowed(p.BoundCIDRs, remote) {
+		return nil, ErrCIDR
 	}
 	maxTTL := p.MaxTTL
 	if p.ExplicitMaxTTL > 0 && (maxTTL == 0 || p.ExplicitMaxTTL < maxTTL) {
