@@ -231,8 +231,12 @@ func (b *Backend) getOrCreate(ctx context.Context, name string, c createParams) 
 	if err != nil {
 		return nil, false, err
 	}
+	id, err := newUUID(b.rand)
+	if err != nil {
+		return nil, false, err
+	}
 	p = &policy{
-		name: name, typ: c.typ, derived: c.derived, convergent: c.convergent,
+		id: id, name: name, typ: c.typ, derived: c.derived, convergent: c.convergent,
 		exportable: c.exportable, allowPlaintextBackup: c.allowPlaintextBackup,
 		autoRotatePeriod: c.autoRotatePeriod, latestVersion: 1, minDecryptionVersion: 1,
 		versions: map[int]*version{1: v},
@@ -429,4 +433,15 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		return nil, err
 	}
 	return h(name)
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID(r io.Reader) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return "", fmt.Errorf("transit: read random: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 }

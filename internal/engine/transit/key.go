@@ -72,6 +72,10 @@ type version struct {
 // policy is a named key with all its versions. A *policy that has been
 // published in the cache is never modified: writers change a clone.
 type policy struct {
+	// id is a random UUID given at creation: stable across rotations,
+	// never reused by a key recreated under the same name (the KMS plugin's
+	// key_id is built on it). Coffer-only.
+	id                   string
 	name                 string
 	typ                  keyType
 	derived              bool
@@ -217,6 +221,7 @@ func formatPublicKey(pub crypto.PublicKey) (string, error) {
 
 // The stored form of a policy. Byte slices are base64 in JSON.
 type storedPolicy struct {
+	ID                   string                   `json:"id,omitempty"`
 	Name                 string                   `json:"name"`
 	Type                 keyType                  `json:"type"`
 	Derived              bool                     `json:"derived"`
@@ -242,7 +247,7 @@ type storedVersion struct {
 
 func (p *policy) marshal() ([]byte, error) {
 	s := storedPolicy{
-		Name: p.name, Type: p.typ, Derived: p.derived, Convergent: p.convergent,
+		ID: p.id, Name: p.name, Type: p.typ, Derived: p.derived, Convergent: p.convergent,
 		Exportable: p.exportable, AllowPlaintextBackup: p.allowPlaintextBackup,
 		DeletionAllowed: p.deletionAllowed, AutoRotatePeriod: int64(p.autoRotatePeriod),
 		LatestVersion: p.latestVersion, MinDecryptionVersion: p.minDecryptionVersion,
@@ -276,7 +281,7 @@ func unmarshalPolicy(b []byte) (*policy, error) {
 		return nil, fmt.Errorf("transit: stored key has convergent version %d", s.ConvergentVersion)
 	}
 	p := &policy{
-		name: s.Name, typ: s.Type, derived: s.Derived, convergent: s.Convergent,
+		id: s.ID, name: s.Name, typ: s.Type, derived: s.Derived, convergent: s.Convergent,
 		exportable: s.Exportable, allowPlaintextBackup: s.AllowPlaintextBackup,
 		deletionAllowed: s.DeletionAllowed, autoRotatePeriod: time.Duration(s.AutoRotatePeriod),
 		latestVersion: s.LatestVersion, minDecryptionVersion: s.MinDecryptionVersion,

@@ -36,6 +36,8 @@ type keyData struct {
 	SupportsEncryption   bool   `json:"supports_encryption"`
 	SupportsSigning      bool   `json:"supports_signing"`
 	Type                 string `json:"type"`
+	// ID is Coffer's stable key identifier (see policy.id).
+	ID string `json:"id,omitempty"`
 	// Only for derived keys.
 	KDF                         string `json:"kdf,omitempty"`
 	ConvergentEncryption        *bool  `json:"convergent_encryption,omitempty"`
@@ -61,6 +63,7 @@ func (p *policy) data() (*keyData, error) {
 		MinDecryptionVersion: p.minDecryptionVersion,
 		MinEncryptionVersion: p.minEncryptionVersion,
 		Name:                 p.name,
+		ID:                   p.id,
 		SupportsDecryption:   p.typ.supportsEncryption(),
 		SupportsDerivation:   p.typ.supportsDerivation(),
 		SupportsEncryption:   p.typ.supportsEncryption(),
