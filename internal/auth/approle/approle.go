@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/authbase"
 	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
@@ -98,21 +99,7 @@ type RoleInfo = logical.RoleInfo
 
 // Roles returns every role with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
-	names, err := b.s.List(ctx, "role/")
-	if err != nil {
-		return nil, fmt.Errorf("approle: list roles: %w", err)
-	}
-	var out []RoleInfo
-	for _, n := range names {
-		r, err := b.role(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil {
-			out = append(out, RoleInfo{Name: n, Policies: r.Token.Policies})
-		}
-	}
-	return out, nil
+	return authbase.Roles(ctx, b.s, "role/", func(r *role) []string { return r.Token.Policies })
 }
 
 // role is a stored role.
@@ -161,20 +148,6 @@ func (b *Backend) uuid() (string, error) {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:]), nil
 }
 
-func getJSON(ctx context.Context, s logical.Storage, key string, v any) (bool, error) {
-	raw, err := s.Get(ctx, key)
-	if errors.Is(err, logical.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("approle: read storage: %w", err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("approle: decode stored entry: %w", err)
-	}
-	return true, nil
-}
-
 func putOp(key string, v any) (logical.Op, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -184,12 +157,7 @@ func putOp(key string, v any) (logical.Op, error) {
 }
 
 func (b *Backend) role(ctx context.Context, name string) (*role, error) {
-	var r role
-	ok, err := getJSON(ctx, b.s, "role/"+name, &r)
-	if !ok || err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return authbase.Get[role](ctx, b.s, "role/"+name)
 }
 
 // HandleRequest implements logical.Backend.
@@ -202,7 +170,7 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		if req.Operation != logical.ListOperation {
 			return nil, logical.ErrUnsupportedOperation
 		}
-		return b.listRoles(ctx)
+		return authbase.List(ctx, b.s, "role/")
 	case p == "tidy/secret-id":
 		if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
 			return nil, logical.ErrUnsupportedOperation
@@ -234,16 +202,12 @@ func (b *Backend) Exists(ctx context.Context, req *logical.Request) (ok, exists 
 	return true, r != nil, err
 }
 
-func isWrite(op logical.Operation) bool {
-	return op == logical.CreateOperation || op == logical.UpdateOperation
-}
-
 func (b *Backend) roleRequest(ctx context.Context, req *logical.Request, name, rest string) (*logical.Response, error) {
 	op := req.Operation
 	switch rest {
 	case "":
 		switch {
-		case isWrite(op):
+		case authbase.IsWrite(op):
 			return b.writeRole(ctx, req, name)
 		case op == logical.ReadOperation:
 			return b.readRole(ctx, name)
@@ -258,43 +222,32 @@ func (b *Backend) roleRequest(ctx context.Context, req *logical.Request, name, r
 				return nil, err
 			}
 			return &logical.Response{Data: map[string]any{"role_id": r.RoleID}}, nil
-		case isWrite(op):
+		case authbase.IsWrite(op):
 			return nil, b.setRoleID(ctx, req, name)
 		}
 	case "secret-id":
 		switch {
-		case isWrite(op):
+		case authbase.IsWrite(op):
 			return b.generateSecretID(ctx, req, name, false)
 		case op == logical.ListOperation:
 			return b.listAccessors(ctx, name)
 		}
 	case "custom-secret-id":
-		if isWrite(op) {
+		if authbase.IsWrite(op) {
 			return b.generateSecretID(ctx, req, name, true)
 		}
 	case "secret-id/lookup", "secret-id-accessor/lookup":
-		if isWrite(op) {
+		if authbase.IsWrite(op) {
 			return b.lookupSecretID(ctx, req, name, rest == "secret-id-accessor/lookup")
 		}
 	case "secret-id/destroy", "secret-id-accessor/destroy":
-		if isWrite(op) || op == logical.DeleteOperation {
+		if authbase.IsWrite(op) || op == logical.DeleteOperation {
 			return nil, b.destroySecretID(ctx, req, name, rest == "secret-id-accessor/destroy")
 		}
 	default:
 		return nil, logical.ErrUnsupportedPath(req.Path)
 	}
 	return nil, logical.ErrUnsupportedOperation
-}
-
-func (b *Backend) listRoles(ctx context.Context) (*logical.Response, error) {
-	keys, err := b.s.List(ctx, "role/")
-	if err != nil {
-		return nil, fmt.Errorf("approle: list roles: %w", err)
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	return &logical.Response{Data: map[string]any{"keys": keys}}, nil
 }
 
 type roleRequest struct {
@@ -384,7 +337,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 // from oldID to newID, refusing an ID another role has.
 func (b *Backend) roleIDOpsLocked(ctx context.Context, name, oldID, newID string) ([]logical.Op, error) {
 	var owner string
-	ok, err := getJSON(ctx, b.s, "role-id/"+hashID(newID), &owner)
+	ok, err := authbase.GetJSON(ctx, b.s, "role-id/"+hashID(newID), &owner)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +426,7 @@ func (b *Backend) deleteRole(ctx context.Context, name string) error {
 	}
 	for _, a := range accs {
 		var h string
-		if ok, err := getJSON(ctx, b.s, "accessor/"+name+"/"+a, &h); err != nil {
+		if ok, err := authbase.GetJSON(ctx, b.s, "accessor/"+name+"/"+a, &h); err != nil {
 			return err
 		} else if ok {
 			ops = append(ops, logical.Op{Key: "secret-id/" + name + "/" + h, Delete: true})
@@ -585,7 +538,7 @@ func (b *Backend) generateSecretID(ctx context.Context, req *logical.Request, na
 	}
 	key := "secret-id/" + name + "/" + hashID(id)
 	var dup secretID
-	if ok, err := getJSON(ctx, b.s, key, &dup); err != nil {
+	if ok, err := authbase.GetJSON(ctx, b.s, key, &dup); err != nil {
 		return nil, err
 	} else if ok {
 		return nil, logical.Errorf(logical.Invalid, "secret_id already in use")
@@ -643,7 +596,7 @@ func (b *Backend) findSecretIDLocked(ctx context.Context, req *logical.Request, 
 		if in.Accessor == "" || strings.Contains(in.Accessor, "/") {
 			return "", nil, logical.Errorf(logical.Invalid, "missing secret_id_accessor")
 		}
-		ok, err := getJSON(ctx, b.s, "accessor/"+name+"/"+in.Accessor, &h)
+		ok, err := authbase.GetJSON(ctx, b.s, "accessor/"+name+"/"+in.Accessor, &h)
 		if err != nil || !ok {
 			return "", nil, err
 		}
@@ -655,7 +608,7 @@ func (b *Backend) findSecretIDLocked(ctx context.Context, req *logical.Request, 
 	}
 	key := "secret-id/" + name + "/" + h
 	var e secretID
-	ok, err := getJSON(ctx, b.s, key, &e)
+	ok, err := authbase.GetJSON(ctx, b.s, key, &e)
 	if err != nil || !ok {
 		return "", nil, err
 	}
@@ -715,7 +668,7 @@ func (b *Backend) deleteSecretIDLocked(ctx context.Context, name, key string, e 
 var errInvalid = logical.Errorf(logical.Invalid, "invalid role or secret ID")
 
 func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if !isWrite(req.Operation) {
+	if !authbase.IsWrite(req.Operation) {
 		return nil, logical.ErrUnsupportedOperation
 	}
 	var in struct {
@@ -731,7 +684,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var name string
-	ok, err := getJSON(ctx, b.s, "role-id/"+hashID(in.RoleID), &name)
+	ok, err := authbase.GetJSON(ctx, b.s, "role-id/"+hashID(in.RoleID), &name)
 	if err != nil {
 		return nil, err
 	}
@@ -753,7 +706,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 		}
 		key := "secret-id/" + name + "/" + hashID(in.SecretID)
 		var e secretID
-		ok, err := getJSON(ctx, b.s, key, &e)
+		ok, err := authbase.GetJSON(ctx, b.s, key, &e)
 		if err != nil {
 			return nil, err
 		}
@@ -845,13 +798,13 @@ func (b *Backend) tidyOne(ctx context.Context, name, acc string, now time.Time) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var h string
-	ok, err := getJSON(ctx, b.s, "accessor/"+name+"/"+acc, &h)
+	ok, err := authbase.GetJSON(ctx, b.s, "accessor/"+name+"/"+acc, &h)
 	if err != nil || !ok {
 		return false, err
 	}
 	key := "secret-id/" + name + "/" + h
 	var e secretID
-	ok, err = getJSON(ctx, b.s, key, &e)
+	ok, err = authbase.GetJSON(ctx, b.s, key, &e)
 	if err != nil {
 		return false, err
 	}

@@ -39,23 +39,24 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/authbase"
 	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
 // Backend is the JWT auth method. It is safe for concurrent use.
 type Backend struct {
-	s   logical.Storage
-	now func() time.Time
-	log *slog.Logger
-	hc  func(caPEM string) (*http.Client, error)
+	s      logical.Storage
+	now    func() time.Time
+	log    *slog.Logger
+	hc     func(caPEM string) (*http.Client, error)
+	routes *authbase.Router // set by New, then read-only
 
 	mu sync.Mutex // guards following, and serializes config and role writes
 	// keys caches the remote key set (jwks_url or discovery).
@@ -99,6 +100,7 @@ func New(cfg Config) (*Backend, error) {
 	if b.hc == nil {
 		b.hc = defaultHTTPClient
 	}
+	b.routes = &authbase.Router{Storage: b.s, Login: b.login, ReadConfig: b.readConfig, WriteConfig: b.writeConfig, ReadRole: b.readRole, WriteRole: b.writeRole}
 	return b, nil
 }
 
@@ -128,21 +130,7 @@ type RoleInfo = logical.RoleInfo
 
 // Roles returns every role with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
-	names, err := b.s.List(ctx, "role/")
-	if err != nil {
-		return nil, fmt.Errorf("jwt: list roles: %w", err)
-	}
-	var out []RoleInfo
-	for _, n := range names {
-		r, err := b.role(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil {
-			out = append(out, RoleInfo{Name: n, Policies: r.Token.Policies})
-		}
-	}
-	return out, nil
+	return authbase.Roles(ctx, b.s, "role/", func(r *role) []string { return r.Token.Policies })
 }
 
 // config is the stored mount configuration.
@@ -173,116 +161,22 @@ type role struct {
 	Token            tokenparams.Params `json:"token"`
 }
 
-var nameRE = regexp.MustCompile(`^[\w.-]+$`)
-
-func validName(n string) bool { return len(n) < 4096 && nameRE.MatchString(n) }
-
-func (b *Backend) getJSON(ctx context.Context, key string, v any) (bool, error) {
-	raw, err := b.s.Get(ctx, key)
-	if errors.Is(err, logical.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("jwt: read storage: %w", err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("jwt: decode %s: %w", strings.SplitN(key, "/", 2)[0], err)
-	}
-	return true, nil
-}
-
-func (b *Backend) putJSON(ctx context.Context, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("jwt: encode: %w", err)
-	}
-	if err := b.s.Put(ctx, key, raw); err != nil {
-		return fmt.Errorf("jwt: write storage: %w", err)
-	}
-	return nil
-}
-
 func (b *Backend) config(ctx context.Context) (*config, error) {
-	var c config
-	ok, err := b.getJSON(ctx, "config", &c)
-	if !ok || err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return authbase.Get[config](ctx, b.s, "config")
 }
 
 func (b *Backend) role(ctx context.Context, name string) (*role, error) {
-	var r role
-	ok, err := b.getJSON(ctx, "role/"+name, &r)
-	if !ok || err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-func isWrite(op logical.Operation) bool {
-	return op == logical.CreateOperation || op == logical.UpdateOperation
+	return authbase.Get[role](ctx, b.s, "role/"+name)
 }
 
 // HandleRequest implements logical.Backend.
 func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	p := strings.Trim(req.Path, "/")
-	op := req.Operation
-	switch {
-	case p == "login":
-		if !isWrite(op) {
-			return nil, logical.ErrUnsupportedOperation
-		}
-		return b.login(ctx, req)
-	case p == "config":
-		switch {
-		case isWrite(op):
-			return nil, b.writeConfig(ctx, req)
-		case op == logical.ReadOperation:
-			return b.readConfig(ctx)
-		}
-		return nil, logical.ErrUnsupportedOperation
-	case p == "role":
-		if op != logical.ListOperation {
-			return nil, logical.ErrUnsupportedOperation
-		}
-		keys, err := b.s.List(ctx, "role/")
-		if err != nil {
-			return nil, fmt.Errorf("jwt: list roles: %w", err)
-		}
-		if len(keys) == 0 {
-			return nil, nil
-		}
-		return &logical.Response{Data: map[string]any{"keys": keys}}, nil
-	case strings.HasPrefix(p, "role/"):
-		name := strings.TrimPrefix(p, "role/")
-		if !validName(name) {
-			return nil, logical.Errorf(logical.Invalid, "invalid role name")
-		}
-		switch {
-		case isWrite(op):
-			return nil, b.writeRole(ctx, req, name)
-		case op == logical.ReadOperation:
-			return b.readRole(ctx, name)
-		case op == logical.DeleteOperation:
-			if err := b.s.Delete(ctx, "role/"+name); err != nil {
-				return nil, fmt.Errorf("jwt: delete role: %w", err)
-			}
-			return nil, nil
-		}
-		return nil, logical.ErrUnsupportedOperation
-	}
-	return nil, logical.ErrUnsupportedPath(req.Path)
+	return b.routes.HandleRequest(ctx, req)
 }
 
 // Exists implements logical.ExistenceChecker for role/<name>.
 func (b *Backend) Exists(ctx context.Context, req *logical.Request) (ok, exists bool, err error) {
-	name, found := strings.CutPrefix(strings.Trim(req.Path, "/"), "role/")
-	if !found || !validName(name) {
-		return false, false, nil
-	}
-	r, err := b.role(ctx, name)
-	return true, r != nil, err
+	return b.routes.Exists(ctx, req)
 }
 
 type configRequest struct {
@@ -345,7 +239,7 @@ func (b *Backend) writeConfig(ctx context.Context, req *logical.Request) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.putJSON(ctx, "config", &c); err != nil {
+	if err := authbase.PutJSON(ctx, b.s, "config", &c); err != nil {
 		return err
 	}
 	b.keys, b.keysFor, b.keysAt, b.lastFetch = keys, fingerprint(&c), b.now(), b.now()
@@ -601,7 +495,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 	if err := in.Apply(&r.Token); err != nil {
 		return err
 	}
-	return b.putJSON(ctx, "role/"+name, r)
+	return authbase.PutJSON(ctx, b.s, "role/"+name, r)
 }
 
 func validBound(v any) bool {
@@ -681,7 +575,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 	if err != nil {
 		return nil, err
 	}
-	if !validName(name) || r == nil {
+	if !authbase.ValidName(name) || r == nil {
 		return nil, logical.Errorf(logical.Invalid, "role %q could not be found", name)
 	}
 	tok, err := Parse(in.JWT)

@@ -29,13 +29,11 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +44,7 @@ import (
 	authclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/coffer-dev/coffer/internal/auth/authbase"
 	"github.com/coffer-dev/coffer/internal/auth/jwt"
 	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
@@ -65,6 +64,7 @@ type Backend struct {
 	tokenFile  string
 	caFile     string
 	reviewTime time.Duration
+	routes     *authbase.Router // set by New, then read-only
 
 	mu sync.Mutex // serializes config and role writes
 }
@@ -103,6 +103,7 @@ func New(cfg Config) (*Backend, error) {
 	if b.reviewTime == 0 {
 		b.reviewTime = 10 * time.Second
 	}
+	b.routes = &authbase.Router{Storage: b.s, Login: b.login, ReadConfig: b.readConfig, WriteConfig: b.writeConfig, ReadRole: b.readRole, WriteRole: b.writeRole}
 	return b, nil
 }
 
@@ -120,21 +121,7 @@ type RoleInfo = logical.RoleInfo
 
 // Roles returns every role with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
-	names, err := b.s.List(ctx, "role/")
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes: list roles: %w", err)
-	}
-	var out []RoleInfo
-	for _, n := range names {
-		r, err := b.role(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if r != nil {
-			out = append(out, RoleInfo{Name: n, Policies: r.Token.Policies})
-		}
-	}
-	return out, nil
+	return authbase.Roles(ctx, b.s, "role/", func(r *role) []string { return r.Token.Policies })
 }
 
 type config struct {
@@ -155,116 +142,22 @@ type role struct {
 	Token           tokenparams.Params `json:"token"`
 }
 
-var nameRE = regexp.MustCompile(`^[\w.-]+$`)
-
-func validName(n string) bool { return len(n) < 4096 && nameRE.MatchString(n) }
-
-func (b *Backend) getJSON(ctx context.Context, key string, v any) (bool, error) {
-	raw, err := b.s.Get(ctx, key)
-	if errors.Is(err, logical.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("kubernetes: read storage: %w", err)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("kubernetes: decode stored entry: %w", err)
-	}
-	return true, nil
-}
-
-func (b *Backend) putJSON(ctx context.Context, key string, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("kubernetes: encode: %w", err)
-	}
-	if err := b.s.Put(ctx, key, raw); err != nil {
-		return fmt.Errorf("kubernetes: write storage: %w", err)
-	}
-	return nil
-}
-
 func (b *Backend) config(ctx context.Context) (*config, error) {
-	var c config
-	ok, err := b.getJSON(ctx, "config", &c)
-	if !ok || err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return authbase.Get[config](ctx, b.s, "config")
 }
 
 func (b *Backend) role(ctx context.Context, name string) (*role, error) {
-	var r role
-	ok, err := b.getJSON(ctx, "role/"+name, &r)
-	if !ok || err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-func isWrite(op logical.Operation) bool {
-	return op == logical.CreateOperation || op == logical.UpdateOperation
+	return authbase.Get[role](ctx, b.s, "role/"+name)
 }
 
 // HandleRequest implements logical.Backend.
 func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	p := strings.Trim(req.Path, "/")
-	op := req.Operation
-	switch {
-	case p == "login":
-		if !isWrite(op) {
-			return nil, logical.ErrUnsupportedOperation
-		}
-		return b.login(ctx, req)
-	case p == "config":
-		switch {
-		case isWrite(op):
-			return nil, b.writeConfig(ctx, req)
-		case op == logical.ReadOperation:
-			return b.readConfig(ctx)
-		}
-		return nil, logical.ErrUnsupportedOperation
-	case p == "role":
-		if op != logical.ListOperation {
-			return nil, logical.ErrUnsupportedOperation
-		}
-		keys, err := b.s.List(ctx, "role/")
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes: list roles: %w", err)
-		}
-		if len(keys) == 0 {
-			return nil, nil
-		}
-		return &logical.Response{Data: map[string]any{"keys": keys}}, nil
-	case strings.HasPrefix(p, "role/"):
-		name := strings.TrimPrefix(p, "role/")
-		if !validName(name) {
-			return nil, logical.Errorf(logical.Invalid, "invalid role name")
-		}
-		switch {
-		case isWrite(op):
-			return nil, b.writeRole(ctx, req, name)
-		case op == logical.ReadOperation:
-			return b.readRole(ctx, name)
-		case op == logical.DeleteOperation:
-			if err := b.s.Delete(ctx, "role/"+name); err != nil {
-				return nil, fmt.Errorf("kubernetes: delete role: %w", err)
-			}
-			return nil, nil
-		}
-		return nil, logical.ErrUnsupportedOperation
-	}
-	return nil, logical.ErrUnsupportedPath(req.Path)
+	return b.routes.HandleRequest(ctx, req)
 }
 
 // Exists implements logical.ExistenceChecker for role/<name>.
 func (b *Backend) Exists(ctx context.Context, req *logical.Request) (ok, exists bool, err error) {
-	name, found := strings.CutPrefix(strings.Trim(req.Path, "/"), "role/")
-	if !found || !validName(name) {
-		return false, false, nil
-	}
-	r, err := b.role(ctx, name)
-	return true, r != nil, err
+	return b.routes.Exists(ctx, req)
 }
 
 type configRequest struct {
@@ -328,7 +221,7 @@ func (b *Backend) writeConfig(ctx context.Context, req *logical.Request) error {
 			return logical.Errorf(logical.Invalid, "token_reviewer_jwt is not a JWT")
 		}
 	}
-	return b.putJSON(ctx, "config", c)
+	return authbase.PutJSON(ctx, b.s, "config", c)
 }
 
 func (b *Backend) readConfig(ctx context.Context) (*logical.Response, error) {
@@ -407,7 +300,7 @@ func (b *Backend) writeRole(ctx context.Context, req *logical.Request, name stri
 	if err := in.Apply(&r.Token); err != nil {
 		return err
 	}
-	return b.putJSON(ctx, "role/"+name, r)
+	return authbase.PutJSON(ctx, b.s, "role/"+name, r)
 }
 
 func (b *Backend) readRole(ctx context.Context, name string) (*logical.Response, error) {
@@ -484,7 +377,7 @@ func (b *Backend) login(ctx context.Context, req *logical.Request) (*logical.Res
 	if c == nil {
 		return nil, logical.Errorf(logical.Invalid, "could not load backend configuration")
 	}
-	if !validName(in.Role) {
+	if !authbase.ValidName(in.Role) {
 		return nil, logical.Errorf(logical.Invalid, "invalid role name %q", in.Role)
 	}
 	r, err := b.role(ctx, in.Role)

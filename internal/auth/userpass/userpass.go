@@ -22,7 +22,6 @@ package userpass
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +33,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/coffer-dev/coffer/internal/auth/authbase"
 	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
@@ -137,21 +137,7 @@ type RoleInfo = logical.RoleInfo
 
 // Roles returns every user with its token policies, sorted by name.
 func (b *Backend) Roles(ctx context.Context) ([]RoleInfo, error) {
-	names, err := b.s.List(ctx, "user/")
-	if err != nil {
-		return nil, fmt.Errorf("userpass: list users: %w", err)
-	}
-	var out []RoleInfo
-	for _, n := range names {
-		u, err := b.user(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if u != nil {
-			out = append(out, RoleInfo{Name: n, Policies: u.Token.Policies})
-		}
-	}
-	return out, nil
+	return authbase.Roles(ctx, b.s, "user/", func(u *user) []string { return u.Token.Policies })
 }
 
 // user is a stored user.
@@ -165,33 +151,7 @@ var nameRE = regexp.MustCompile(`^[\w.@+-]+$`)
 func validName(n string) bool { return len(n) < 4096 && nameRE.MatchString(n) }
 
 func (b *Backend) user(ctx context.Context, name string) (*user, error) {
-	raw, err := b.s.Get(ctx, "user/"+name)
-	if errors.Is(err, logical.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("userpass: read user: %w", err)
-	}
-	var u user
-	if err := json.Unmarshal(raw, &u); err != nil {
-		return nil, fmt.Errorf("userpass: decode user: %w", err)
-	}
-	return &u, nil
-}
-
-func (b *Backend) putUser(ctx context.Context, name string, u *user) error {
-	raw, err := json.Marshal(u)
-	if err != nil {
-		return fmt.Errorf("userpass: encode user: %w", err)
-	}
-	if err := b.s.Put(ctx, "user/"+name, raw); err != nil {
-		return fmt.Errorf("userpass: write user: %w", err)
-	}
-	return nil
-}
-
-func isWrite(op logical.Operation) bool {
-	return op == logical.CreateOperation || op == logical.UpdateOperation
+	return authbase.Get[user](ctx, b.s, "user/"+name)
 }
 
 // HandleRequest implements logical.Backend.
@@ -201,17 +161,10 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		if req.Operation != logical.ListOperation {
 			return nil, logical.ErrUnsupportedOperation
 		}
-		keys, err := b.s.List(ctx, "user/")
-		if err != nil {
-			return nil, fmt.Errorf("userpass: list users: %w", err)
-		}
-		if len(keys) == 0 {
-			return nil, nil
-		}
-		return &logical.Response{Data: map[string]any{"keys": keys}}, nil
+		return authbase.List(ctx, b.s, "user/")
 	}
 	if name, ok := strings.CutPrefix(p, "login/"); ok {
-		if !isWrite(req.Operation) {
+		if !authbase.IsWrite(req.Operation) {
 			return nil, logical.ErrUnsupportedOperation
 		}
 		return b.login(ctx, req, strings.ToLower(name))
@@ -226,7 +179,7 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		return nil, logical.Errorf(logical.Invalid, "invalid username")
 	}
 	switch {
-	case sub == "" && isWrite(req.Operation):
+	case sub == "" && authbase.IsWrite(req.Operation):
 		return nil, b.writeUser(ctx, req, name, false)
 	case sub == "" && req.Operation == logical.ReadOperation:
 		u, err := b.user(ctx, name)
@@ -243,7 +196,7 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 			return nil, fmt.Errorf("userpass: delete user: %w", err)
 		}
 		return nil, nil
-	case (sub == "password" || sub == "policies") && isWrite(req.Operation):
+	case (sub == "password" || sub == "policies") && authbase.IsWrite(req.Operation):
 		return nil, b.writeUser(ctx, req, name, true)
 	case sub == "" || sub == "password" || sub == "policies":
 		return nil, logical.ErrUnsupportedOperation
@@ -313,7 +266,7 @@ func (b *Backend) writeUser(ctx context.Context, req *logical.Request, name stri
 	if err := in.Apply(&u.Token); err != nil {
 		return err
 	}
-	return b.putUser(ctx, name, u)
+	return authbase.PutJSON(ctx, b.s, "user/"+name, u)
 }
 
 // errInvalid is every login failure about the credentials themselves.
