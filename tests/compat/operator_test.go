@@ -364,6 +364,56 @@ func TestOperator(t *testing.T) {
 		})
 	})
 
+	t.Run("a namespace no longer selected loses its CofferSecret", func(t *testing.T) {
+		var ns corev1.Namespace
+		if err := b.c.Get(cx, types.NamespacedName{Name: "team-b"}, &ns); err != nil {
+			t.Fatal(err)
+		}
+		ns.Labels = nil
+		if err := b.c.Update(cx, &ns); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "coffersecret team-b/db-everywhere deleted", func() error {
+			err := b.c.Get(cx, types.NamespacedName{Namespace: "team-b", Name: "db-everywhere"}, &v1alpha1.CofferSecret{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return errors.New("still there")
+		})
+	})
+
+	t.Run("deletionPolicy Delete deletes the Secret when the remote secret disappears", func(t *testing.T) {
+		if _, err := kv.Put(cx, "temp", map[string]any{"k": "v"}); err != nil {
+			t.Fatal(err)
+		}
+		tmp := &v1alpha1.CofferSecret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "temp"},
+			Spec: v1alpha1.SecretSpec{
+				RefreshInterval: hour,
+				SecretStoreRef:  v1alpha1.SecretStoreRef{Name: "coffer"},
+				Target:          v1alpha1.Target{DeletionPolicy: v1alpha1.DeletionPolicyDelete},
+				DataFrom:        []v1alpha1.DataFrom{{Extract: &v1alpha1.ExtractRef{Key: "temp"}}},
+			},
+		}
+		if err := b.c.Create(cx, tmp); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "secret temp", func() error {
+			_, err := b.secret(t, "app", "temp")
+			return err
+		})
+		if err := kv.DeleteMetadata(cx, "temp"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "secret temp deleted", func() error {
+			if _, err := b.secret(t, "app", "temp"); apierrors.IsNotFound(err) {
+				return nil
+			}
+			return errors.New("still there")
+		})
+		b.waitSecretReady(t, "temp", metav1.ConditionFalse, operator.ReasonRemoteDeleted)
+	})
+
 	t.Run("logins are bounded over those syncs", func(t *testing.T) {
 		if n := b.logins.Load(); n < 1 || n > 2 {
 			t.Errorf("operator logged in %d times over 100+ syncs, want 1 (2 at most)", n)

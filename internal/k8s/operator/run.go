@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -37,9 +38,12 @@ import (
 // KUBECONFIG of the environment) with metrics on :8080, probes on :8081
 // and no leader election.
 type Options struct {
-	// Config is the API server to use. nil: controller-runtime's
-	// GetConfig (--kubeconfig flag, KUBECONFIG, in-cluster, ~/.kube/config).
+	// Config is the API server to use. nil: Kubeconfig, else
+	// controller-runtime's GetConfig (KUBECONFIG, in-cluster,
+	// ~/.kube/config).
 	Config *rest.Config
+	// Kubeconfig is a kubeconfig file, used when Config is nil. "": none.
+	Kubeconfig string
 	// MetricsAddr serves Prometheus metrics. "": ":8080"; "0": off.
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz. "": ":8081"; "0": off.
@@ -88,7 +92,12 @@ func Run(ctx context.Context, o Options) error {
 	cfg := o.Config
 	if cfg == nil {
 		var err error
-		if cfg, err = ctrl.GetConfig(); err != nil {
+		if o.Kubeconfig != "" {
+			cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+		} else {
+			cfg, err = ctrl.GetConfig()
+		}
+		if err != nil {
 			return fmt.Errorf("operator: kubeconfig: %w", err)
 		}
 	}

@@ -140,9 +140,11 @@ func (r *secretReconciler) sync(ctx context.Context, cs *v1alpha1.CofferSecret, 
 	r.hub.Watch(types.NamespacedName{Namespace: cs.Namespace, Name: cs.Name}, sess, f.paths)
 	if err != nil {
 		if errors.Is(err, ErrRemoteNotFound) && cs.Spec.Target.DeletionPolicy == v1alpha1.DeletionPolicyDelete &&
-			existing != nil && existing.Labels[LabelManaged] == cs.Name {
-			if derr := r.client.Delete(ctx, existing); derr != nil && !apierrors.IsNotFound(derr) {
-				return ActionNone, fmt.Errorf("%w (and deleting the Secret failed: %v)", err, derr)
+			(existing == nil || existing.Labels[LabelManaged] == cs.Name) {
+			if existing != nil {
+				if derr := r.client.Delete(ctx, existing); derr != nil && !apierrors.IsNotFound(derr) {
+					return ActionNone, fmt.Errorf("%w (and deleting the Secret failed: %v)", err, derr)
+				}
 			}
 			return ActionNone, fmt.Errorf("%w: %v", errRemoteDeleted, err)
 		}
