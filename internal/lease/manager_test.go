@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -41,15 +42,16 @@ func (r *recorder) got() []string {
 }
 
 type fixture struct {
-	mem   *memStorage
+	mem   logical.Storage // the whole barrier; view is its sys/expire/
 	view  logical.Storage
 	clock *clock
 	rec   *recorder
 	logs  *bytes.Buffer
 }
 
-func newFixture() *fixture {
-	mem := newMemStorage()
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	mem := barriertest.Storage(t)
 	return &fixture{mem: mem, view: logical.NewView(mem, "sys/expire/"), clock: newClock(), rec: &recorder{}, logs: &bytes.Buffer{}}
 }
 
@@ -89,7 +91,7 @@ func revokeDue(t *testing.T, m *Manager) int {
 }
 
 func TestRevokedInTimeOrder(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	now := f.clock.Now()
 	// Registered out of order, across minutes, hours and days.
@@ -121,13 +123,13 @@ func TestRevokedInTimeOrder(t *testing.T) {
 	if _, err := m.Lookup(context.Background(), "db/creds/ro/never"); err != nil {
 		t.Errorf("lease without expiry: Lookup = %v", err)
 	}
-	if got := f.mem.keys("sys/expire/expire/"); len(got) != 0 {
+	if got := barriertest.Keys(t, f.mem, "sys/expire/expire/"); len(got) != 0 {
 		t.Errorf("expiry index left behind: %v", got)
 	}
 }
 
 func TestRevokedAfterRestart(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	register(t, m, "a", "db/creds/ro", f.clock.Now().Add(time.Hour))
 	register(t, m, "b", "db/creds/ro", f.clock.Now().Add(2*time.Hour))
@@ -149,13 +151,13 @@ func TestRevokedAfterRestart(t *testing.T) {
 	if got, want := f.rec.got(), []string{"a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("revoked %v, want %v", got, want)
 	}
-	if got := f.mem.keys(""); len(got) != 0 {
+	if got := barriertest.Keys(t, f.mem, ""); len(got) != 0 {
 		t.Errorf("storage not empty after all leases revoked: %v", got)
 	}
 }
 
 func TestStartupReadsOnlyDueBuckets(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	start := f.clock.Now()
 	const total = 10000
@@ -189,19 +191,19 @@ func TestStartupReadsOnlyDueBuckets(t *testing.T) {
 }
 
 func TestRenewMovesIndex(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	ctx := context.Background()
 	now := f.clock.Now()
 	register(t, m, "a", "db/creds/ro", now.Add(time.Minute))
 	revokeDue(t, m) // loads the current bucket
 
-	old := f.mem.keys("sys/expire/expire/")
+	old := barriertest.Keys(t, f.mem, "sys/expire/expire/")
 	f.clock.Add(30 * time.Second)
 	if err := m.Renew(ctx, "a", now.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	moved := f.mem.keys("sys/expire/expire/")
+	moved := barriertest.Keys(t, f.mem, "sys/expire/expire/")
 	if len(old) != 1 || len(moved) != 1 || old[0] == moved[0] {
 		t.Fatalf("index before %v, after %v; want one entry that moved", old, moved)
 	}
@@ -230,7 +232,7 @@ func TestRenewMovesIndex(t *testing.T) {
 }
 
 func TestRenewToEarlierTimeInLoadedBucket(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	now := f.clock.Now()
 	register(t, m, "a", "db/creds/ro", now.Add(48*time.Hour))
@@ -246,7 +248,7 @@ func TestRenewToEarlierTimeInLoadedBucket(t *testing.T) {
 }
 
 func TestRevokePrefix(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	ctx := context.Background()
 	exp := f.clock.Now().Add(time.Hour)
@@ -277,7 +279,7 @@ func TestRevokePrefix(t *testing.T) {
 }
 
 func TestRevokeFailureIsRetriedWithBackoff(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	ctx := context.Background()
 	register(t, m, "a", "db/creds/ro", f.clock.Now().Add(time.Second))
@@ -309,7 +311,7 @@ func TestRevokeFailureIsRetriedWithBackoff(t *testing.T) {
 }
 
 func TestFailedRevocationSurvivesRestart(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	register(t, m, "a", "db/creds/ro", f.clock.Now())
 	f.rec.fail = 1
@@ -321,7 +323,7 @@ func TestFailedRevocationSurvivesRestart(t *testing.T) {
 }
 
 func TestRevokeAndForget(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	ctx := context.Background()
 	exp := f.clock.Now().Add(time.Hour)
@@ -350,7 +352,7 @@ func TestRevokeAndForget(t *testing.T) {
 	if got := f.rec.got(); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("revoked %v, want [a] (Forget calls no revoker)", got)
 	}
-	if got := f.mem.keys(""); len(got) != 0 {
+	if got := barriertest.Keys(t, f.mem, ""); len(got) != 0 {
 		t.Errorf("storage not empty: %v", got)
 	}
 	f.clock.Add(2 * time.Hour)
@@ -360,7 +362,7 @@ func TestRevokeAndForget(t *testing.T) {
 }
 
 func TestRegisterRejectsBadLeases(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	m := f.manager(t, nil)
 	register(t, m, "dup", "db/creds/ro", time.Time{})
 	for name, l := range map[string]*Lease{
@@ -382,7 +384,7 @@ func TestRegisterRejectsBadLeases(t *testing.T) {
 }
 
 func TestRunRevokesOnTime(t *testing.T) {
-	f := newFixture()
+	f := newFixture(t)
 	revoked := make(chan string, 10)
 	m, err := New(Config{
 		Storage:      f.view,
