@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/k8stest"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
@@ -31,7 +32,7 @@ func TestEnvtestServiceAccountTokensOffline(t *testing.T) {
 	c.ServiceAccount(t, "ci", "builder")
 	c.ServiceAccount(t, "ci", "other")
 
-	b, err := New(Config{Storage: newStorage(t)})
+	b, err := New(Config{Storage: barriertest.Storage(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,30 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
-
-func newStorage(t *testing.T) logical.Storage {
-	t.Helper()
-	ctx := context.Background()
-	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(b, "auth/jwt-test/")
-}
 
 type clock struct {
 	mu sync.Mutex
@@ -54,7 +33,7 @@ func (c *clock) add(d time.Duration) {
 func newBackend(t *testing.T) (*Backend, *clock) {
 	t.Helper()
 	c := &clock{t: t0}
-	b, err := New(Config{Storage: newStorage(t), Now: c.now})
+	b, err := New(Config{Storage: barriertest.Storage(t), Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +308,7 @@ func TestRoleReadListRolesAndDefaultRole(t *testing.T) {
 		t.Errorf("list = %v", got)
 	}
 	roles, _ := b.Roles(context.Background())
-	if want := []RoleInfo{{"d", []string{"x", "y"}}}; !reflect.DeepEqual(roles, want) {
+	if want := []RoleInfo{{Name: "d", Policies: []string{"x", "y"}}}; !reflect.DeepEqual(roles, want) {
 		t.Errorf("Roles = %v", roles)
 	}
 	must(t, b, logical.DeleteOperation, "role/d", nil)

@@ -7,41 +7,20 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/k8stest"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
 // TestMain shares one API server among the envtest tests of the package;
 // it is started only when one of them runs.
 func TestMain(m *testing.M) { k8stest.Main(m) }
 
-func newStorage(t *testing.T) logical.Storage {
-	t.Helper()
-	ctx := context.Background()
-	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(b, "auth/kubernetes-test/")
-}
-
 func newBackend(t *testing.T) *Backend {
 	t.Helper()
 	dir := t.TempDir()
 	// No in-cluster files: the server is not running in a pod.
-	b, err := New(Config{Storage: newStorage(t), LocalTokenFile: dir + "/token", LocalCAFile: dir + "/ca.crt"})
+	b, err := New(Config{Storage: barriertest.Storage(t), LocalTokenFile: dir + "/token", LocalCAFile: dir + "/ca.crt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +72,7 @@ func TestConfigAndRoleCRUD(t *testing.T) {
 		t.Errorf("list = %v", got)
 	}
 	roles, _ := b.Roles(context.Background())
-	if want := []RoleInfo{{"app", []string{"read"}}}; !reflect.DeepEqual(roles, want) {
+	if want := []RoleInfo{{Name: "app", Policies: []string{"read"}}}; !reflect.DeepEqual(roles, want) {
 		t.Errorf("Roles = %v", roles)
 	}
 	must(t, b, logical.DeleteOperation, "role/app", nil)

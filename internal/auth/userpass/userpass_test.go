@@ -10,30 +10,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
-
-func newStorage(t *testing.T) logical.Storage {
-	t.Helper()
-	ctx := context.Background()
-	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(b, "auth/userpass-test/")
-}
 
 type clock struct {
 	mu sync.Mutex
@@ -49,7 +28,7 @@ func (c *clock) add(d time.Duration) {
 
 func newBackend(t *testing.T, l Lockout) (*Backend, logical.Storage, *clock) {
 	t.Helper()
-	s := newStorage(t)
+	s := barriertest.Storage(t)
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	b, err := New(Config{Storage: s, Now: c.now, BcryptCost: bcrypt.MinCost, Lockout: l})
 	if err != nil {
@@ -101,7 +80,7 @@ func TestLoginAndPasswordChange(t *testing.T) {
 		t.Errorf("list = %v", got)
 	}
 	roles, _ := b.Roles(context.Background())
-	if want := []RoleInfo{{"alice", []string{"x"}}}; !reflect.DeepEqual(roles, want) {
+	if want := []RoleInfo{{Name: "alice", Policies: []string{"x"}}}; !reflect.DeepEqual(roles, want) {
 		t.Errorf("Roles = %v, want %v", roles, want)
 	}
 	must(t, b, logical.DeleteOperation, "users/alice", "")
