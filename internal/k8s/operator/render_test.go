@@ -61,3 +61,25 @@ func TestFilterPEM(t *testing.T) {
 		t.Error("filterPEM found a block that is not there")
 	}
 }
+
+func FuzzRender(f *testing.F) {
+	f.Add("{{ .user | b64enc }}")
+	f.Add("{{ .x }")
+	f.Add(`{{ dict "a" .user | toJson }}`)
+	f.Fuzz(func(t *testing.T, tpl string) {
+		values := bytesMap(map[string]string{"user": "app", "password": "s3cret"})
+		got, err := Render(map[string]string{"k": tpl}, values)
+		if err != nil {
+			if !errors.Is(err, ErrTemplate) {
+				t.Fatalf("error %v does not wrap ErrTemplate", err)
+			}
+			if strings.Contains(err.Error(), "s3cret") && !strings.Contains(tpl, "s3cret") {
+				t.Fatalf("error %q leaks a value", err)
+			}
+			return
+		}
+		if _, ok := got["k"]; !ok || len(got) != 1 {
+			t.Fatalf("Render = %q, want exactly key k", got)
+		}
+	})
+}
