@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -37,8 +39,52 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if code == 0 {
+		code = scanServerLogs()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// secretValues are secret values the tests write; none may ever appear in
+// a server's own output (logs), whatever the test did.
+var secretValues = []string{
+	"s3cret", "n3w", "p4tched", "hunter2", "canary-value-123", "CanaryValue7f3a9",
+	"AuditCanary-0b7e51", "EventCanary", "before-backup", "after-backup",
+	"first-pass", "second-pass", "once-pass", "approle-pass", "correct-horse",
+	"a-password-never-shown", "pw-reload",
+}
+
+var (
+	outputsMu sync.Mutex // guards following
+	outputs   []*syncBuffer
+	tokenRE   = regexp.MustCompile(`hvs\.[A-Za-z0-9]{20,}`)
+)
+
+// scanServerLogs checks, after the whole suite, that no server printed a
+// secret value or a token. It returns the exit code.
+func scanServerLogs() int {
+	outputsMu.Lock()
+	defer outputsMu.Unlock()
+	bad := 0
+	for _, o := range outputs {
+		out := o.String()
+		for _, v := range secretValues {
+			if strings.Contains(out, v) {
+				fmt.Fprintf(os.Stderr, "a server's log contains the secret value %q\n", v)
+				bad++
+			}
+		}
+		if tok := tokenRE.FindString(out); tok != "" {
+			fmt.Fprintf(os.Stderr, "a server's log contains a token (%s…)\n", tok[:8])
+			bad++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "scanned the logs of %d server processes for %d secret values and tokens: %d found\n", len(outputs), len(secretValues), bad)
+	if bad > 0 {
+		return 1
+	}
+	return 0
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the
@@ -114,6 +160,9 @@ func startDev(t *testing.T) (*proc, *vault.Client) {
 func startProc(t *testing.T, dir, addr string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, addr: "http://" + addr, dir: dir, out: &syncBuffer{}, waited: make(chan struct{})}
+	outputsMu.Lock()
+	outputs = append(outputs, p.out)
+	outputsMu.Unlock()
 	p.cmd = exec.Command(cofferBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), "COFFER_ADDR=", "VAULT_ADDR=")
