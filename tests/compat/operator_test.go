@@ -678,4 +678,33 @@ func TestOperatorManifests(t *testing.T) {
 		}
 	}
 	t.Logf("applied %d objects from %d files", n, len(files))
+
+	// The CRDs' schemas refuse bad input.
+	scheme, err := operator.Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := client.New(kc.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc.Namespace(t, "bad")
+	k8sAuth := &v1alpha1.KubernetesAuth{Role: "r", ServiceAccountRef: v1alpha1.ServiceAccountSelector{Name: "sa"}}
+	for name, obj := range map[string]client.Object{
+		"an unknown creationPolicy": &v1alpha1.CofferSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "bad", Name: "a"},
+			Spec: v1alpha1.SecretSpec{SecretStoreRef: v1alpha1.SecretStoreRef{Name: "s"}, Target: v1alpha1.Target{CreationPolicy: "Bogus"}}},
+		"an unknown store kind": &v1alpha1.CofferSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "bad", Name: "b"},
+			Spec: v1alpha1.SecretSpec{SecretStoreRef: v1alpha1.SecretStoreRef{Name: "s", Kind: "SecretStore"}}},
+		"a dataFrom with two sources": &v1alpha1.CofferSecret{ObjectMeta: metav1.ObjectMeta{Namespace: "bad", Name: "c"},
+			Spec: v1alpha1.SecretSpec{SecretStoreRef: v1alpha1.SecretStoreRef{Name: "s"}, DataFrom: []v1alpha1.DataFrom{{
+				Extract: &v1alpha1.ExtractRef{Key: "a"}, Dynamic: &v1alpha1.DynamicRef{Path: "db/creds/x"}}}}},
+		"a store with two auth methods": &v1alpha1.CofferStore{ObjectMeta: metav1.ObjectMeta{Namespace: "bad", Name: "d"},
+			Spec: v1alpha1.StoreSpec{Server: "https://c:8200", Auth: v1alpha1.StoreAuth{Kubernetes: k8sAuth, TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "t"}}}},
+		"a store without a URL scheme": &v1alpha1.CofferStore{ObjectMeta: metav1.ObjectMeta{Namespace: "bad", Name: "e"},
+			Spec: v1alpha1.StoreSpec{Server: "coffer:8200", Auth: v1alpha1.StoreAuth{Kubernetes: k8sAuth}}},
+	} {
+		if err := tc.Create(context.Background(), obj); !apierrors.IsInvalid(err) {
+			t.Errorf("%s: create = %v, want Invalid", name, err)
+		}
+	}
 }
