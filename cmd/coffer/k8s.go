@@ -1,3 +1,5 @@
+//go:build !coffer_server_only
+
 package main
 
 import (
@@ -10,11 +12,18 @@ import (
 	"github.com/coffer-dev/coffer/internal/k8s/csi"
 	"github.com/coffer-dev/coffer/internal/k8s/injector"
 	"github.com/coffer-dev/coffer/internal/k8s/kms"
+	"github.com/coffer-dev/coffer/internal/k8s/operator"
 	"github.com/coffer-dev/coffer/internal/version"
 )
 
 // The Kubernetes-side roles of the one binary. Each is an ordinary API
-// client of a Coffer server.
+// client of a Coffer server. A build with -tags coffer_server_only leaves
+// them out (k8s_none.go): the server alone, without controller-runtime's
+// and grpc's packages in the process (docs/performance.md, Memory).
+
+func k8sCommands() []*cobra.Command {
+	return []*cobra.Command{agentCmd(), injectorCmd(), csiCmd(), kmsCmd(), controllerCmd()}
+}
 
 func logger(cmd *cobra.Command) *slog.Logger {
 	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -101,5 +110,28 @@ func kmsCmd() *cobra.Command {
 	f.StringVar(&opts.CACert, "ca-cert", "", "PEM file of CAs for Coffer (default $COFFER_CACERT)")
 	f.IntVar(&opts.CacheSize, "cache-size", 0, "in-memory seed cache entries (0: 1024)")
 	f.DurationVar(&opts.CacheTTL, "cache-ttl", 5*time.Minute, "in-memory seed cache lifetime")
+	return cmd
+}
+
+// controllerCmd is the operator: CofferSecret → native Secrets, pushed on
+// change. (`coffer operator` is Vault's operator command group.)
+func controllerCmd() *cobra.Command {
+	var opts operator.Options
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the Kubernetes operator: sync CofferSecrets into native Secrets",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Logger = logger(cmd)
+			return operator.Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address; 0 turns it off")
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address; 0 turns it off")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "run only one active replica")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's)")
+	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "coffer-operator.coffer.dev", "name of the leader Lease")
 	return cmd
 }

@@ -20,7 +20,8 @@ func main() {
 	defer stop()
 	root := cli.New(os.Stdin, os.Stdout, os.Stderr)
 	root.Version = version.Version
-	root.AddCommand(serverCmd(), agentCmd(), injectorCmd(), csiCmd(), kmsCmd())
+	root.AddCommand(serverCmd())
+	root.AddCommand(k8sCommands()...)
 	err := cli.Execute(ctx, root, os.Args[1:])
 	stop()
 	os.Exit(cli.ExitCode(err))
