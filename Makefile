@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/coffer
 
-.PHONY: build build-server run test bench fuzz clean
+.PHONY: build build-server run test bench generate clean
 
 # Release flags: no symbol table or DWARF (smaller, and fewer binary pages
 # resident: the idle server's RSS drops by about 6 MB, see docs/performance.md).
@@ -28,6 +28,12 @@ test:
 # Load against a real server process, with the canned-bytes ceiling.
 bench: build
 	$(GO) run ./cmd/coffer-bench --coffer ./$(BIN)
+
+# CRD YAML and deepcopy from apis/ (controller-gen built from the Go module
+# proxy into ~/.cache/coffer, keyed by version).
+generate:
+	hack/controller-gen.sh object crd paths=./apis/... output:crd:artifacts:config=deploy/crds
+	cp deploy/crds/*.yaml deploy/helm/coffer/crds/
 
 clean:
 	rm -rf bin

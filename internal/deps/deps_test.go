@@ -34,6 +34,7 @@ func TestImportRules(t *testing.T) {
 		"the injector is an API client":      {"internal/k8s/injector", []string{module + "internal/core", module + "internal/server"}},
 		"the KMS plugin is an API client":    {"internal/k8s/kms", []string{module + "internal/core", module + "internal/server"}},
 		"the CSI provider is an API client":  {"internal/k8s/csi", []string{module + "internal/core", module + "internal/server"}},
+		"the operator is an API client":      {"internal/k8s/operator", []string{module + "internal/core", module + "internal/server"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, d := range deps(t, tc.pkg) {
