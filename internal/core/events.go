@@ -58,6 +58,9 @@ func kvEvent(m *mount, rel string, op logical.Operation) (typ, dataPath, operati
 
 // publishWrite sends the event of a successful engine write, if it is one.
 func (c *Core) publishWrite(m *mount, path, rel string, op logical.Operation, resp *logical.Response) {
+	if c.events.Subscribers() == 0 {
+		return // nobody listens: build nothing
+	}
 	typ, dataPath, operation := kvEvent(m, rel, op)
 	if typ == "" {
 		return
