@@ -260,18 +260,21 @@ func (s *server) leader(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func generateRootJSON(started bool, nonce string, progress, required int, complete bool, encoded, otp string, otpLen int) map[string]any {
+// generateRootJSON is Vault's sys/generate-root answer. The one-time pad
+// is in st only when the attempt was just started; the encoded token only
+// when the last share completed it.
+func generateRootJSON(st *core.GenerateRootStatus) map[string]any {
 	return map[string]any{
-		"started":            started,
-		"nonce":              nonce,
-		"progress":           progress,
-		"required":           required,
-		"complete":           complete,
-		"encoded_token":      encoded,
-		"encoded_root_token": encoded,
+		"started":            st.Started,
+		"nonce":              st.Nonce,
+		"progress":           st.Progress,
+		"required":           st.Required,
+		"complete":           st.Complete,
+		"encoded_token":      st.EncodedToken,
+		"encoded_root_token": st.EncodedToken,
 		"pgp_fingerprint":    "",
-		"otp":                otp,
-		"otp_length":         otpLen,
+		"otp":                st.OTP,
+		"otp_length":         st.OTPLength,
 	}
 }
 
@@ -281,7 +284,7 @@ func (s *server) generateRootStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, generateRootJSON(st.Started, st.Nonce, st.Progress, st.Required, st.Complete, "", "", st.OTPLength))
+	writeJSON(w, http.StatusOK, generateRootJSON(&st))
 }
 
 type generateRootInitRequest struct {
@@ -304,7 +307,7 @@ func (s *server) generateRootInit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, generateRootJSON(st.Started, st.Nonce, st.Progress, st.Required, false, "", st.OTP, st.OTPLength))
+	writeJSON(w, http.StatusOK, generateRootJSON(st))
 }
 
 func (s *server) generateRootCancel(w http.ResponseWriter, r *http.Request) {
@@ -333,7 +336,7 @@ func (s *server) generateRootUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, generateRootJSON(st.Started, st.Nonce, st.Progress, st.Required, st.Complete, st.EncodedToken, "", st.OTPLength))
+	writeJSON(w, http.StatusOK, generateRootJSON(st))
 }
 
 func rekeyJSON(st seal.RekeyStatus) map[string]any {
@@ -403,12 +406,7 @@ func (s *server) rekeyUpdate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, rekeyJSON(st))
 		return
 	}
-	hexKeys := make([]string, len(res.Keys))
-	b64Keys := make([]string, len(res.Keys))
-	for i, k := range res.Keys {
-		hexKeys[i] = hex.EncodeToString(k)
-		b64Keys[i] = base64.StdEncoding.EncodeToString(k)
-	}
+	hexKeys, b64Keys := encodeKeys(res.Keys)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"complete":              true,
 		"nonce":                 req.Nonce,
