@@ -8,31 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
 // newStorage returns what the core gives audit: a view of an unsealed
 // barrier over the real in-memory backend.
 func newStorage(t testing.TB) logical.Storage {
 	t.Helper()
-	ctx := context.Background()
-	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(b, "core/audit/")
+	return logical.NewView(barriertest.New(t), "core/audit/")
 }
 
 func newBroker(t testing.TB, cfg Config) *Broker {

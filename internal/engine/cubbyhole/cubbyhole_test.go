@@ -9,31 +9,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
 // newStorage returns a view of a real, unsealed barrier, as the core
 // gives the cubbyhole mount.
 func newStorage(t *testing.T) logical.Storage {
 	t.Helper()
-	ctx := context.Background()
-	b, err := barrier.New(barrier.Config{Backend: inmem.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(b, "logical/cubbyhole-test/")
+	return logical.NewView(barriertest.New(t), "logical/cubbyhole-test/")
 }
 
 func newBackend(t *testing.T) (*Backend, logical.Storage) {

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
 	"github.com/coffer-dev/coffer/internal/pgtest"
-	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
 
 // pg is the package's real PostgreSQL, started by TestMain.
@@ -43,24 +42,7 @@ func (c *clock) Add(d time.Duration) {
 // in-memory physical backend.
 func newStorage(t testing.TB) logical.Storage {
 	t.Helper()
-	ctx := context.Background()
-	phys := inmem.New()
-	t.Cleanup(func() { phys.Close() })
-	bar, err := barrier.New(barrier.Config{Backend: phys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := barrier.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bar.Initialize(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	if err := bar.Unseal(ctx, root); err != nil {
-		t.Fatal(err)
-	}
-	return logical.NewView(bar, "logical/database/")
+	return logical.NewView(barriertest.New(t), "logical/database/")
 }
 
 type env struct {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/barrier/barriertest"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -505,7 +506,7 @@ func TestMetadataDeleteRemovesEverything(t *testing.T) {
 	if resp := must(t, f.b, R, "data/k?version=1", ""); resp != nil {
 		t.Errorf("read after metadata delete = %+v, want nil", resp)
 	}
-	if left := allKeys(t, f.s, ""); len(left) != 0 {
+	if left := barriertest.Keys(t, f.s, ""); len(left) != 0 {
 		t.Errorf("entries left behind: %q", left)
 	}
 	// The key starts again from version 1.
