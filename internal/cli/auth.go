@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/coffer-dev/coffer/api"
@@ -71,54 +70,8 @@ func (a *app) authCmd() *cobra.Command {
 	fl.StringVar(&maxTTL, "max-lease-ttl", "", "maximum TTL of the tokens it issues")
 	fl.StringArrayVar(&options, "options", nil, "method option K=V (repeatable)")
 
-	disable := &cobra.Command{
-		Use:   "disable PATH",
-		Short: "Disable an auth method; the tokens it issued are revoked",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			mount := strings.Trim(args[0], "/")
-			if _, err := c.Delete(cmd.Context(), "sys/auth/"+mount); err != nil {
-				return err
-			}
-			a.success("Disabled the auth method (if it existed) at: %s/", mount)
-			return nil
-		},
-	}
-
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List enabled auth methods",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := c.Read(cmd.Context(), "sys/auth")
-			if err != nil {
-				return err
-			}
-			if a.g.format == "json" {
-				return printJSON(a.env.stdout, r.Data)
-			}
-			paths := make([]string, 0, len(r.Data))
-			for p := range r.Data {
-				paths = append(paths, p)
-			}
-			sort.Strings(paths)
-			var rows [][]string
-			for _, p := range paths {
-				m, _ := r.Data[p].(map[string]any)
-				rows = append(rows, []string{p, formatValue(m["type"]), formatValue(m["accessor"]), formatValue(m["description"])})
-			}
-			printColumns(a.env.stdout, []string{"Path", "Type", "Accessor", "Description"}, rows)
-			return nil
-		},
-	}
+	disable := a.mountDisableCmd("Disable an auth method; the tokens it issued are revoked", "sys/auth/", "the auth method")
+	list := a.mountListCmd("List enabled auth methods", "sys/auth", func(m map[string]any) string { return formatValue(m["type"]) })
 
 	tune := &cobra.Command{
 		Use:   "tune [--default-lease-ttl=D] [--max-lease-ttl=D] [--description=S] [--options=K=V]... PATH",

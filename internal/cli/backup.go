@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -78,58 +79,28 @@ func (a *app) backupCmd() *cobra.Command {
 		Short: "Download a consistent copy of the storage file (still encrypted)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			n, err := a.download(cmd.Context(), "backup", "sys/storage/backup", args[0], "backup", "X-Coffer-Backup-Size",
+				func(resp *http.Response, n int64, sum string) error {
+					if resp.ContentLength >= 0 {
+						if n != resp.ContentLength {
+							return fmt.Errorf("got %d of %d bytes", n, resp.ContentLength)
+						}
+						return nil
+					}
+					// A streamed backup is complete only if the server said
+					// so after the last byte.
+					switch want := resp.Trailer.Get("X-Coffer-Backup-Sha256"); {
+					case want == "":
+						return fmt.Errorf("the server did not finish the backup (got %d bytes): see its log", n)
+					case want != sum:
+						return fmt.Errorf("the backup's checksum does not match what the server sent")
+					}
+					return nil
+				})
 			if err != nil {
 				return err
 			}
-			resp, err := c.Raw(cmd.Context(), http.MethodGet, "sys/storage/backup", nil)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if err := api.CheckResponse(resp); err != nil {
-				return err
-			}
-			dst := args[0]
-			tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-			if err != nil {
-				return fmt.Errorf("backup: %w", err)
-			}
-			defer os.Remove(tmp.Name()) // after the rename, a no-op
-			size := resp.ContentLength
-			if size < 0 {
-				// Coffer streams the backup; its size is an estimate.
-				size, _ = strconv.ParseInt(resp.Header.Get("X-Coffer-Backup-Size"), 10, 64)
-			}
-			p := a.newProgress("backup", size)
-			sum := sha256.New()
-			n, err := io.Copy(io.MultiWriter(tmp, p, sum), resp.Body)
-			p.finish()
-			if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-				err = fmt.Errorf("got %d of %d bytes", n, resp.ContentLength)
-			}
-			if want := resp.Trailer.Get("X-Coffer-Backup-Sha256"); err == nil && resp.ContentLength < 0 {
-				// A streamed backup is complete only if the server said so
-				// after the last byte.
-				if want == "" {
-					err = fmt.Errorf("the server did not finish the backup (got %d bytes): see its log", n)
-				} else if want != hex.EncodeToString(sum.Sum(nil)) {
-					err = fmt.Errorf("the backup's checksum does not match what the server sent")
-				}
-			}
-			if err == nil {
-				err = tmp.Sync()
-			}
-			if cerr := tmp.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = os.Rename(tmp.Name(), dst)
-			}
-			if err != nil {
-				return fmt.Errorf("backup: %w", err)
-			}
-			a.success("Backup written to %s (%d bytes)", dst, n)
+			a.success("Backup written to %s (%d bytes)", args[0], n)
 			return nil
 		},
 	}
@@ -141,28 +112,90 @@ func (a *app) restoreCmd() *cobra.Command {
 		Short: "Replace the server's storage with a backup",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return fmt.Errorf("restore: %w", err)
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return fmt.Errorf("restore: %w", err)
-			}
-			c, err := a.client()
+			size, err := a.upload(cmd.Context(), "restore", args[0], "sys/storage/restore", "restore")
 			if err != nil {
 				return err
 			}
-			p := a.newProgress("restore", fi.Size())
-			body := api.Stream{Reader: io.TeeReader(f, p), Length: fi.Size()}
-			err = c.RawJSON(cmd.Context(), http.MethodPost, "sys/storage/restore", body, nil)
-			p.finish()
-			if err != nil {
-				return err
-			}
-			a.success("Storage restored from %s (%d bytes)", args[0], fi.Size())
+			a.success("Storage restored from %s (%d bytes)", args[0], size)
 			return nil
 		},
 	}
+}
+
+// download writes the body of GET path to the file dst and returns its
+// length. The body goes to a temporary file beside dst, which is fsynced
+// and renamed over dst only once check accepts what arrived, so dst is
+// never left half written. check gets the response, the byte count and
+// the hex SHA-256 of the body. Progress is reported under label; when the
+// body is streamed (no Content-Length), the header sizeHeader, if the
+// server sent it, estimates its size. Errors of the request are returned
+// as the client gives them; the others are wrapped with op.
+func (a *app) download(ctx context.Context, op, path, dst, label, sizeHeader string, check func(resp *http.Response, n int64, sum string) error) (int64, error) {
+	c, err := a.client()
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Raw(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := api.CheckResponse(resp); err != nil {
+		return 0, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	size := resp.ContentLength
+	if est, err := strconv.ParseInt(resp.Header.Get(sizeHeader), 10, 64); err == nil && size < 0 {
+		size = est // an estimate: the bar may stop short of 100%
+	}
+	p := a.newProgress(label, size)
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, p, sum), resp.Body)
+	p.finish()
+	if err == nil {
+		err = check(resp, n, hex.EncodeToString(sum.Sum(nil)))
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	return n, nil
+}
+
+// upload POSTs the file src to path as a stream, reporting progress under
+// label, and returns src's size. Errors opening src are wrapped with op;
+// the request's are returned as the client gives them.
+func (a *app) upload(ctx context.Context, op, src, path, label string) (int64, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	c, err := a.client()
+	if err != nil {
+		return 0, err
+	}
+	p := a.newProgress(label, fi.Size())
+	err = c.RawJSON(ctx, http.MethodPost, path, api.Stream{Reader: io.TeeReader(f, p), Length: fi.Size()}, nil)
+	p.finish()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }

@@ -98,6 +98,17 @@ func (a *app) kvRun(cmd *cobra.Command, f *kvFlags, arg string, fn func(ctx cont
 	return fn(cmd.Context(), c, p)
 }
 
+// kvV2Run is kvRun for a command that only KV v2 has (what names it in
+// the usage error a v1 mount gets): fn gets the mount's v2 client.
+func (a *app) kvV2Run(cmd *cobra.Command, f *kvFlags, arg, what string, fn func(ctx context.Context, kv *api.KVv2, p kvPath) error) error {
+	return a.kvRun(cmd, f, arg, func(ctx context.Context, c *api.Client, p kvPath) error {
+		if err := needV2(p, what); err != nil {
+			return err
+		}
+		return fn(ctx, c.KVv2(p.mount), p)
+	})
+}
+
 func needV2(p kvPath, what string) error {
 	if p.version != 2 {
 		return usageErrorf("%s needs KV version 2, but %s/ is version 1", what, p.mount)
@@ -161,11 +172,8 @@ func (a *app) kvPatchCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.kvRun(cmd, &f, args[0], func(ctx context.Context, c *api.Client, p kvPath) error {
-				if err := needV2(p, "kv patch"); err != nil {
-					return err
-				}
-				r, err := c.KVv2(p.mount).Patch(ctx, p.rel, data, cas)
+			return a.kvV2Run(cmd, &f, args[0], "kv patch", func(ctx context.Context, kv *api.KVv2, p kvPath) error {
+				r, err := kv.Patch(ctx, p.rel, data, cas)
 				if errors.Is(err, api.ErrNotFound) {
 					return a.notFound(p.api("data"))
 				}
@@ -331,11 +339,7 @@ func (a *app) kvVersionsCmd(name, short string) *cobra.Command {
 			if len(vs) == 0 {
 				return usageErrorf("kv %s needs --versions", name)
 			}
-			return a.kvRun(cmd, &f, args[0], func(ctx context.Context, c *api.Client, p kvPath) error {
-				if err := needV2(p, "kv "+name); err != nil {
-					return err
-				}
-				kv := c.KVv2(p.mount)
+			return a.kvV2Run(cmd, &f, args[0], "kv "+name, func(ctx context.Context, kv *api.KVv2, p kvPath) error {
 				do := kv.Undelete
 				if name == "destroy" {
 					do = kv.Destroy
@@ -360,11 +364,8 @@ func (a *app) kvMetaGetCmd() *cobra.Command {
 		Short: "Read a KV v2 secret's metadata and versions",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.kvRun(cmd, &f, args[0], func(ctx context.Context, c *api.Client, p kvPath) error {
-				if err := needV2(p, "kv metadata"); err != nil {
-					return err
-				}
-				r, err := c.KVv2(p.mount).Metadata(ctx, p.rel)
+			return a.kvV2Run(cmd, &f, args[0], "kv metadata", func(ctx context.Context, kv *api.KVv2, p kvPath) error {
+				r, err := kv.Metadata(ctx, p.rel)
 				if errors.Is(err, api.ErrNotFound) {
 					return a.notFound(p.api("metadata"))
 				}
@@ -431,11 +432,8 @@ func (a *app) kvMetaPutCmd() *cobra.Command {
 				}
 				fields["custom_metadata"] = m
 			}
-			return a.kvRun(cmd, &f, args[0], func(ctx context.Context, c *api.Client, p kvPath) error {
-				if err := needV2(p, "kv metadata"); err != nil {
-					return err
-				}
-				if err := c.KVv2(p.mount).PutMetadata(ctx, p.rel, fields); err != nil {
+			return a.kvV2Run(cmd, &f, args[0], "kv metadata", func(ctx context.Context, kv *api.KVv2, p kvPath) error {
+				if err := kv.PutMetadata(ctx, p.rel, fields); err != nil {
 					return err
 				}
 				a.success("Data written to: %s", p.api("metadata"))
@@ -459,11 +457,8 @@ func (a *app) kvMetaDeleteCmd() *cobra.Command {
 		Short: "Delete a KV v2 secret with all its versions",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.kvRun(cmd, &f, args[0], func(ctx context.Context, c *api.Client, p kvPath) error {
-				if err := needV2(p, "kv metadata"); err != nil {
-					return err
-				}
-				if err := c.KVv2(p.mount).DeleteMetadata(ctx, p.rel); err != nil {
+			return a.kvV2Run(cmd, &f, args[0], "kv metadata", func(ctx context.Context, kv *api.KVv2, p kvPath) error {
+				if err := kv.DeleteMetadata(ctx, p.rel); err != nil {
 					return err
 				}
 				a.success("Data deleted (if it existed) at: %s", p.api("metadata"))

@@ -169,14 +169,9 @@ func (a *app) unsealCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body := map[string]any{"reset": true}
 			if !reset {
-				key := ""
-				if len(args) == 1 {
-					key = args[0]
-				} else {
-					var err error
-					if key, err = a.promptSecret("Unseal Key (will be hidden): "); err != nil {
-						return err
-					}
+				key, err := a.keyShare(args)
+				if err != nil {
+					return err
 				}
 				body = map[string]any{"key": strings.TrimSpace(key)}
 			}
@@ -353,22 +348,9 @@ func (a *app) generateRootCmd() *cobra.Command {
 			case status:
 				m, raw, err = rawMap(ctx, c, http.MethodGet, attempt, nil)
 			case cancel:
-				if _, err := c.Do(ctx, http.MethodDelete, attempt, nil); err != nil {
-					return err
-				}
-				a.success("Root token generation canceled")
-				return nil
+				return a.cancelAttempt(ctx, c, attempt, "Root token generation canceled")
 			default:
-				if nonce == "" {
-					return usageErrorf("give the --nonce printed by --init")
-				}
-				key := ""
-				if len(args) == 1 {
-					key = args[0]
-				} else if key, err = a.promptSecret("Unseal Key (will be hidden): "); err != nil {
-					return err
-				}
-				m, raw, err = rawMap(ctx, c, http.MethodPut, "sys/generate-root/update", map[string]any{"key": key, "nonce": nonce})
+				m, raw, err = a.submitShare(ctx, c, "sys/generate-root/update", nonce, args)
 			}
 			if err != nil {
 				return err
@@ -416,22 +398,9 @@ func (a *app) rekeyCmd() *cobra.Command {
 			case status:
 				m, raw, err = rawMap(ctx, c, http.MethodGet, initPath, nil)
 			case cancel:
-				if _, err := c.Do(ctx, http.MethodDelete, initPath, nil); err != nil {
-					return err
-				}
-				a.success("Rekey canceled")
-				return nil
+				return a.cancelAttempt(ctx, c, initPath, "Rekey canceled")
 			default:
-				if nonce == "" {
-					return usageErrorf("give the --nonce printed by --init")
-				}
-				key := ""
-				if len(args) == 1 {
-					key = args[0]
-				} else if key, err = a.promptSecret("Unseal Key (will be hidden): "); err != nil {
-					return err
-				}
-				m, raw, err = rawMap(ctx, c, http.MethodPut, "sys/rekey/update", map[string]any{"key": key, "nonce": nonce})
+				m, raw, err = a.submitShare(ctx, c, "sys/rekey/update", nonce, args)
 			}
 			if err != nil {
 				return err
@@ -458,4 +427,37 @@ func (a *app) rekeyCmd() *cobra.Command {
 	fl.IntVar(&shares, "key-shares", 5, "number of new key shares")
 	fl.IntVar(&threshold, "key-threshold", 3, "number of new shares needed to unseal")
 	return cmd
+}
+
+// keyShare returns the unseal key share given as the only argument, or
+// prompts for it (without echo) when there is none.
+func (a *app) keyShare(args []string) (string, error) {
+	if len(args) == 1 {
+		return args[0], nil
+	}
+	return a.promptSecret("Unseal Key (will be hidden): ")
+}
+
+// submitShare sends one key share (see keyShare) to the attempt nonce
+// through path, a generate-root or rekey update endpoint, and returns the
+// attempt's state. A missing nonce is a usage error.
+func (a *app) submitShare(ctx context.Context, c *api.Client, path, nonce string, args []string) (map[string]any, json.RawMessage, error) {
+	if nonce == "" {
+		return nil, nil, usageErrorf("give the --nonce printed by --init")
+	}
+	key, err := a.keyShare(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rawMap(ctx, c, http.MethodPut, path, map[string]any{"key": key, "nonce": nonce})
+}
+
+// cancelAttempt deletes the generate-root or rekey attempt at path and
+// reports done.
+func (a *app) cancelAttempt(ctx context.Context, c *api.Client, path, done string) error {
+	if _, err := c.Do(ctx, http.MethodDelete, path, nil); err != nil {
+		return err
+	}
+	a.success("%s", done)
+	return nil
 }

@@ -2,14 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/coffer-dev/coffer/api"
 	"github.com/spf13/cobra"
 )
 
@@ -132,47 +129,17 @@ func (a *app) raftSnapshotSaveCmd() *cobra.Command {
 		Short: "Save a raft snapshot of the cluster's data (still encrypted)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			n, err := a.download(cmd.Context(), "snapshot save", "sys/storage/raft/snapshot", args[0], "snapshot", "X-Coffer-Snapshot-Size",
+				func(_ *http.Response, n int64, _ string) error {
+					if n == 0 {
+						return fmt.Errorf("the server sent an empty snapshot")
+					}
+					return nil
+				})
 			if err != nil {
 				return err
 			}
-			resp, err := c.Raw(cmd.Context(), http.MethodGet, "sys/storage/raft/snapshot", nil)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if err := api.CheckResponse(resp); err != nil {
-				return err
-			}
-			total := resp.ContentLength
-			if n, err := strconv.ParseInt(resp.Header.Get("X-Coffer-Snapshot-Size"), 10, 64); err == nil && total < 0 {
-				total = n // an estimate: the bar may stop short of 100%
-			}
-			dst := args[0]
-			tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-			if err != nil {
-				return fmt.Errorf("snapshot save: %w", err)
-			}
-			defer os.Remove(tmp.Name())
-			p := a.newProgress("snapshot", total)
-			n, err := io.Copy(io.MultiWriter(tmp, p), resp.Body)
-			p.finish()
-			if err == nil && n == 0 {
-				err = fmt.Errorf("the server sent an empty snapshot")
-			}
-			if err == nil {
-				err = tmp.Sync()
-			}
-			if cerr := tmp.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = os.Rename(tmp.Name(), dst)
-			}
-			if err != nil {
-				return fmt.Errorf("snapshot save: %w", err)
-			}
-			a.success("Snapshot written to %s (%d bytes)", dst, n)
+			a.success("Snapshot written to %s (%d bytes)", args[0], n)
 			return nil
 		},
 	}
@@ -185,30 +152,15 @@ func (a *app) raftSnapshotRestoreCmd() *cobra.Command {
 		Short: "Restore a raft snapshot on the whole cluster; the active node seals and is unsealed with the snapshot's keys",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return fmt.Errorf("snapshot restore: %w", err)
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return fmt.Errorf("snapshot restore: %w", err)
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			path := "sys/storage/raft/snapshot"
 			if force {
 				path = "sys/storage/raft/snapshot-force"
 			}
-			p := a.newProgress("restore", fi.Size())
-			err = c.RawJSON(cmd.Context(), http.MethodPost, path, api.Stream{Reader: io.TeeReader(f, p), Length: fi.Size()}, nil)
-			p.finish()
+			size, err := a.upload(cmd.Context(), "snapshot restore", args[0], path, "restore")
 			if err != nil {
 				return err
 			}
-			a.success("Snapshot restored from %s (%d bytes); unseal the active node with the snapshot's keys", args[0], fi.Size())
+			a.success("Snapshot restored from %s (%d bytes); unseal the active node with the snapshot's keys", args[0], size)
 			return nil
 		},
 	}

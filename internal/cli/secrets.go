@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -60,58 +59,14 @@ func (a *app) secretsCmd() *cobra.Command {
 	fl.StringVar(&version, "version", "", `engine version (the same as --options=version=N)`)
 	fl.StringArrayVar(&options, "options", nil, "engine option K=V (repeatable)")
 
-	disable := &cobra.Command{
-		Use:   "disable PATH",
-		Short: "Unmount a secrets engine and delete its data",
-		Args:  exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			mount := strings.Trim(args[0], "/")
-			if _, err := c.Delete(cmd.Context(), "sys/mounts/"+mount); err != nil {
-				return err
-			}
-			a.success("Disabled the secrets engine (if it existed) at: %s/", mount)
-			return nil
-		},
-	}
-
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List mounted secrets engines",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := c.Read(cmd.Context(), "sys/mounts")
-			if err != nil {
-				return err
-			}
-			if a.g.format == "json" {
-				return printJSON(a.env.stdout, r.Data)
-			}
-			paths := make([]string, 0, len(r.Data))
-			for p := range r.Data {
-				paths = append(paths, p)
-			}
-			sort.Strings(paths)
-			var rows [][]string
-			for _, p := range paths {
-				m, _ := r.Data[p].(map[string]any)
-				typ := formatValue(m["type"])
-				if opts, ok := m["options"].(map[string]any); ok && typ == "kv" && opts["version"] != nil {
-					typ = fmt.Sprintf("kv (v%s)", formatValue(opts["version"]))
-				}
-				rows = append(rows, []string{p, typ, formatValue(m["accessor"]), formatValue(m["description"])})
-			}
-			printColumns(a.env.stdout, []string{"Path", "Type", "Accessor", "Description"}, rows)
-			return nil
-		},
-	}
+	disable := a.mountDisableCmd("Unmount a secrets engine and delete its data", "sys/mounts/", "the secrets engine")
+	list := a.mountListCmd("List mounted secrets engines", "sys/mounts", func(m map[string]any) string {
+		typ := formatValue(m["type"])
+		if opts, ok := m["options"].(map[string]any); ok && typ == "kv" && opts["version"] != nil {
+			typ = fmt.Sprintf("kv (v%s)", formatValue(opts["version"]))
+		}
+		return typ
+	})
 	cmd.AddCommand(enable, disable, list)
 	return cmd
 }
