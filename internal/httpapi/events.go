@@ -68,6 +68,9 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.logger, logical.Errorf(logical.Invalid, "sys/events/subscribe needs a WebSocket upgrade"))
 		return
 	}
+	if s.subscribeStandby(w, r) {
+		return
+	}
 	tok := requestToken(r)
 	sub, err := s.core.Subscribe(r.Context(), tok, pattern)
 	if err != nil {
@@ -91,9 +94,12 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 			}()
 			recheck := time.NewTicker(core.EventRecheckInterval())
 			defer recheck.Stop()
+			changed := s.roleChanged(r.Context()) // see events_ha.go
 			for {
 				select {
 				case <-gone:
+					return
+				case <-changed:
 					return
 				case <-recheck.C:
 					if s.core.CheckToken(r.Context(), tok) != nil {
