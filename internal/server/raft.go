@@ -314,7 +314,7 @@ func (c *cluster) openRaft(creds *nodeTLS, bootstrap bool) error {
 	if err != nil {
 		return fmt.Errorf("server: raft node credentials: %w", err)
 	}
-	b, err := raft.Open(raft.Config{
+	rcfg := raft.Config{
 		Path:                  c.set.Path,
 		NodeID:                c.set.NodeID,
 		ClusterAddr:           c.set.ClusterListen,
@@ -325,7 +325,12 @@ func (c *cluster) openRaft(creds *nodeTLS, bootstrap bool) error {
 		SnapshotThreshold:     c.set.SnapshotThreshold,
 		TrailingLogs:          c.set.TrailingLogs,
 		Logger:                c.logger,
-	})
+	}
+	if f := newFileFaults(os.Getenv(cutFileEnv), c.set.Path, c.stop); f != nil {
+		c.logger.Warn("raft: test-only network cut enabled", "file", f.path)
+		rcfg.Faults = f
+	}
+	b, err := raft.Open(rcfg)
 	if err != nil {
 		return err
 	}

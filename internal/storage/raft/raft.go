@@ -168,7 +168,16 @@ type Config struct {
 	tick time.Duration
 	// faults, when set (tests), can cut the cluster traffic.
 	faults netFaults
+	// Faults, when set, can cut this node's cluster traffic, inbound and
+	// outbound: for partition tests of whole servers only. Nil (always in
+	// production): no effect.
+	Faults NetFaults
 }
+
+// NetFaults is Config.Faults: Allowed reports whether cluster traffic may
+// flow now; Track wraps each raw connection so that a later cut can close
+// it.
+type NetFaults = netFaults
 
 // Backend is a storage.Backend and storage.Snapshotter replicated with raft.
 // It is safe for concurrent use. Create it with Open.
@@ -252,6 +261,9 @@ func Open(cfg Config) (b *Backend, err error) {
 		}
 	}()
 	hl := newHCLog(cfg.Logger)
+	if cfg.faults == nil {
+		cfg.faults = cfg.Faults
+	}
 	stream, err := newStreamLayer(cfg.ClusterAddr, cfg.AdvertiseAddr, cfg.TLS, cfg.faults)
 	if err != nil {
 		return nil, err
