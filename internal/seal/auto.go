@@ -124,27 +124,9 @@ func (m *Manager) UnsealMigrate(ctx context.Context, key []byte) (Status, error)
 		return m.statusLocked(cfg), fmt.Errorf("%w: configure the old %q seal with disabled = \"true\" to migrate from it",
 			ErrMigrationRequired, cfg.Type)
 	}
-	if m.unseal == nil {
-		q, err := newQuorum(m.rand, m.now(), cfg)
-		if err != nil {
-			return Status{}, err
-		}
-		m.unseal = q
-	}
-	switch err := m.unseal.add(key); {
-	case errors.Is(err, ErrDuplicateShare):
-		return m.statusLocked(cfg), nil
-	case err != nil:
-		return m.statusLocked(cfg), err
-	}
-	if !m.unseal.ready() {
-		return m.statusLocked(cfg), nil
-	}
-	combined, err := m.unseal.combine()
-	m.unseal.reset()
-	m.unseal = nil
-	if err != nil {
-		return m.statusLocked(cfg), err
+	st, combined, err := m.addUnsealShareLocked(cfg, key)
+	if err != nil || combined == nil {
+		return st, err
 	}
 	defer clear(combined)
 	migrate := m.toAutoLocked

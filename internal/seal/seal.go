@@ -339,34 +339,47 @@ func (m *Manager) Unseal(ctx context.Context, key []byte) (Status, error) {
 	case cfg.auto():
 		return m.statusLocked(cfg), ErrAutoUnseal
 	}
-	if m.unseal == nil {
-		q, err := newQuorum(m.rand, m.now(), cfg)
-		if err != nil {
-			return Status{}, err
-		}
-		m.unseal = q
-	}
-	switch err := m.unseal.add(key); {
-	case errors.Is(err, ErrDuplicateShare):
-		return m.statusLocked(cfg), nil
-	case err != nil:
-		return m.statusLocked(cfg), err
-	}
-	if !m.unseal.ready() {
-		return m.statusLocked(cfg), nil
-	}
-
-	kek, err := m.unseal.combine()
-	m.unseal.reset()
-	m.unseal = nil
-	if err != nil {
-		return m.statusLocked(cfg), err
+	st, kek, err := m.addUnsealShareLocked(cfg, key)
+	if err != nil || kek == nil {
+		return st, err
 	}
 	defer clear(kek)
 	if err := m.openBarrierLocked(ctx, kek); err != nil {
 		return m.statusLocked(cfg), err
 	}
 	return m.statusLocked(cfg), nil
+}
+
+// addUnsealShareLocked adds key to the unseal quorum of cfg, starting
+// one if none is in progress. Once the threshold is reached it drops the
+// quorum and returns the combined secret, which the caller clears; until
+// then, or when key was already given (not an error), the secret is nil.
+// The Status is the one to return with an error or a nil secret: the zero
+// Status if no quorum could be started, cfg's otherwise.
+func (m *Manager) addUnsealShareLocked(cfg *sealConfig, key []byte) (Status, []byte, error) {
+	if m.unseal == nil {
+		q, err := newQuorum(m.rand, m.now(), cfg)
+		if err != nil {
+			return Status{}, nil, err
+		}
+		m.unseal = q
+	}
+	switch err := m.unseal.add(key); {
+	case errors.Is(err, ErrDuplicateShare):
+		return m.statusLocked(cfg), nil, nil
+	case err != nil:
+		return m.statusLocked(cfg), nil, err
+	}
+	if !m.unseal.ready() {
+		return m.statusLocked(cfg), nil, nil
+	}
+	secret, err := m.unseal.combine()
+	m.unseal.reset()
+	m.unseal = nil
+	if err != nil {
+		return m.statusLocked(cfg), nil, err
+	}
+	return m.statusLocked(cfg), secret, nil
 }
 
 // openBarrierLocked opens the stored root key with kek and unseals the
