@@ -305,6 +305,17 @@ func versionReadError(err error) error {
 }
 
 func (b *V2) writeData(ctx context.Context, req *logical.Request, key string) (*logical.Response, error) {
+	return b.writeVersion(ctx, req, key, true, func(m *keyMeta, c config, data map[string]any) (*logical.Response, error) {
+		return b.addVersionLocked(ctx, key, m, c, data)
+	})
+}
+
+// writeVersion decodes the data of a write or patch of key and, holding
+// the key's lock with its metadata loaded and the request's check-and-set
+// passed, returns next(metadata, mount config, data). A key without
+// metadata starts afresh if create is set and is not found otherwise.
+func (b *V2) writeVersion(ctx context.Context, req *logical.Request, key string, create bool,
+	next func(m *keyMeta, c config, data map[string]any) (*logical.Response, error)) (*logical.Response, error) {
 	if err := checkWriteKey(key); err != nil {
 		return nil, err
 	}
@@ -328,12 +339,15 @@ func (b *V2) writeData(ctx context.Context, req *logical.Request, key string) (*
 		return nil, err
 	}
 	if m == nil {
+		if !create {
+			return nil, errNotFound()
+		}
 		m = newKeyMeta()
 	}
 	if err := checkCAS(c, m, r.Options.CAS); err != nil {
 		return nil, err
 	}
-	return b.addVersionLocked(ctx, key, m, c, data)
+	return next(m, c, data)
 }
 
 // addVersionLocked stores data as the next version of key, with the
@@ -362,47 +376,21 @@ func (b *V2) addVersionLocked(ctx context.Context, key string, m *keyMeta, c con
 }
 
 func (b *V2) patchData(ctx context.Context, req *logical.Request, key string) (*logical.Response, error) {
-	if err := checkWriteKey(key); err != nil {
-		return nil, err
-	}
-	var r dataRequest
-	if err := req.Decode(&r); err != nil {
-		return nil, err
-	}
-	patch, err := r.object()
-	if err != nil {
-		return nil, err
-	}
-	c, err := b.getConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mu := b.locks.forKey(key)
-	mu.Lock()
-	defer mu.Unlock()
-	m, err := getMeta(ctx, b.s, key)
-	if err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, errNotFound()
-	}
-	if err := checkCAS(c, m, r.Options.CAS); err != nil {
-		return nil, err
-	}
-	vm := m.Versions[m.CurrentVersion]
-	if vm == nil {
-		return nil, errNotFound()
-	}
-	if vm.Destroyed || vm.deleted(b.now()) {
-		return &logical.Response{Data: versionData(m.CurrentVersion, vm, m), StatusCode: 404}, nil
-	}
-	data, err := b.versionData(ctx, key, m.CurrentVersion)
-	if err != nil {
-		return nil, err
-	}
-	merged, _ := mergePatch(data, patch).(map[string]any)
-	return b.addVersionLocked(ctx, key, m, c, merged)
+	return b.writeVersion(ctx, req, key, false, func(m *keyMeta, c config, patch map[string]any) (*logical.Response, error) {
+		vm := m.Versions[m.CurrentVersion]
+		if vm == nil {
+			return nil, errNotFound()
+		}
+		if vm.Destroyed || vm.deleted(b.now()) {
+			return &logical.Response{Data: versionData(m.CurrentVersion, vm, m), StatusCode: 404}, nil
+		}
+		data, err := b.versionData(ctx, key, m.CurrentVersion)
+		if err != nil {
+			return nil, err
+		}
+		merged, _ := mergePatch(data, patch).(map[string]any)
+		return b.addVersionLocked(ctx, key, m, c, merged)
+	})
 }
 
 // deleteLatest soft-deletes the current version; nothing happens when it
