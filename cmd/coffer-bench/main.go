@@ -40,14 +40,15 @@ func main() {
 		storage  = flag.String("storage", "bolt", "bolt (durable, fsync) or inmem")
 		audit    = flag.Bool("audit", false, "enable one file audit device (to a file in the temp dir)")
 		canned   = flag.String("serve-canned", "", "internal: serve canned bytes on this address")
-		profile  = flag.String("cpuprofile", "", "write the server's CPU profile of the read phase to this file")
+		profile  = flag.String("cpuprofile", "", "write the server's CPU profile of one phase to this file")
+		phase    = flag.String("cpuprofile-phase", "read", "the phase to profile: read or write")
 	)
 	flag.Parse()
 	if *canned != "" {
 		serveCanned(*canned, *size)
 		return
 	}
-	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit, *profile); err != nil {
+	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit, *profile, *phase); err != nil {
 		fmt.Fprintln(os.Stderr, "coffer-bench:", err)
 		os.Exit(1)
 	}
@@ -191,7 +192,7 @@ func rssKB(pid int) int64 {
 	return 0
 }
 
-func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool, profile string) error {
+func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool, profile, phase string) error {
 	dir, err := os.MkdirTemp("", "coffer-bench-")
 	if err != nil {
 		return err
@@ -247,20 +248,25 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 		workers, d, size, storage, audit, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 
 	profDone := make(chan error, 1)
-	if profile != "" {
-		go func() { profDone <- fetchProfile(pprofAddr, d, profile) }()
-	} else {
+	startProfile := func(p string) {
+		if profile != "" && phase == p {
+			go func() { profDone <- fetchProfile(pprofAddr, d, profile) }()
+		}
+	}
+	if profile == "" {
 		profDone <- nil
 	}
+	startProfile("read")
 	reads := load(workers, d, func(c *http.Client, w, i int) error {
 		return request(c, "GET", fmt.Sprintf("%s/v1/secret/data/bench/k%d", base, (w*7919+i)%keys), token, nil)
+	})
+	startProfile("write")
+	writes := load(workers, d, func(c *http.Client, w, i int) error {
+		return request(c, "POST", fmt.Sprintf("%s/v1/secret/data/bench/w%d-%d", base, w, i%200), token, payload)
 	})
 	if err := <-profDone; err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	writes := load(workers, d, func(c *http.Client, w, i int) error {
-		return request(c, "POST", fmt.Sprintf("%s/v1/secret/data/bench/w%d-%d", base, w, i%200), token, payload)
-	})
 	// Transit encrypt (issue: sops and the KMS plugin live on it).
 	if err := request(c, "POST", base+"/v1/sys/mounts/transit", token, []byte(`{"type":"transit"}`)); err != nil {
 		return err
