@@ -208,6 +208,53 @@ type SecretStatus struct {
 	// its labels and annotations at the last successful sync.
 	// +optional
 	SyncedResourceVersion string `json:"syncedResourceVersion,omitempty"`
+
+	// Leases are the current leases of the dataFrom[].dynamic sources,
+	// renewed while the CofferSecret exists and replaced before their max
+	// TTL ends.
+	// +optional
+	Leases []DynamicLease `json:"leases,omitempty"`
+
+	// PreviousLeases were replaced by a rotation. Each is kept (and renewed)
+	// until every workload annotated coffer.dev/reload with the target
+	// Secret has rolled out the new credentials, or until its max TTL ends,
+	// and then revoked.
+	// +optional
+	PreviousLeases []DynamicLease `json:"previousLeases,omitempty"`
+}
+
+// DynamicLease is the lease of the credentials one dataFrom[].dynamic
+// source generated. Times are the operator's clock; durations are whole
+// seconds, as in Vault's API.
+type DynamicLease struct {
+	// Index of the dataFrom entry.
+	Index int `json:"index"`
+
+	// Path the credentials were generated from.
+	Path string `json:"path"`
+
+	// LeaseID is the server's lease_id.
+	LeaseID string `json:"leaseID"`
+
+	// IssueTime is when the lease was created.
+	IssueTime metav1.Time `json:"issueTime"`
+
+	// RenewTime is when the lease was last renewed (its issue time when
+	// never).
+	// +optional
+	RenewTime metav1.Time `json:"renewTime,omitempty"`
+
+	// LeaseDuration is the lease_duration (seconds) granted at RenewTime.
+	LeaseDuration int64 `json:"leaseDuration"`
+
+	// MaxTTL (seconds from IssueTime) is the longest the lease can live.
+	// 0: unknown (the server did not cap a renewal).
+	// +optional
+	MaxTTL int64 `json:"maxTTL,omitempty"`
+
+	// Renewable is the lease's renewable flag.
+	// +optional
+	Renewable bool `json:"renewable,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -54,9 +54,22 @@ type fetched struct {
 	paths []string
 }
 
-// fetch reads every value spec names. A missing KV secret gives an error
+// dynamicFunc returns the data of dataFrom[i].dynamic.
+type dynamicFunc func(ctx context.Context, i int, d v1alpha1.DynamicRef) (map[string]any, error)
+
+// fetch reads every value spec names; dyn supplies the dynamic sources'
+// data (nil: call each endpoint). A missing KV secret gives an error
 // wrapping ErrRemoteNotFound. Values never appear in errors.
-func fetch(ctx context.Context, s *session, storePath string, spec v1alpha1.SecretSpec) (fetched, error) {
+func fetch(ctx context.Context, s *session, storePath string, spec v1alpha1.SecretSpec, dyn dynamicFunc) (fetched, error) {
+	if dyn == nil {
+		dyn = func(ctx context.Context, _ int, d v1alpha1.DynamicRef) (map[string]any, error) {
+			resp, err := dynamic(ctx, s, d)
+			if err != nil {
+				return nil, err
+			}
+			return resp.Data, nil
+		}
+	}
 	out := fetched{values: map[string][]byte{}}
 	cache := map[string]map[string]any{}
 	read := func(key, version string) (map[string]any, error) {
@@ -99,7 +112,7 @@ func fetch(ctx context.Context, s *session, storePath string, spec v1alpha1.Secr
 		}
 		out.values[d.SecretKey] = valueBytes(v)
 	}
-	for _, df := range spec.DataFrom {
+	for i, df := range spec.DataFrom {
 		switch {
 		case df.Extract != nil:
 			m, err := read(df.Extract.Key, df.Extract.Version)
@@ -110,7 +123,7 @@ func fetch(ctx context.Context, s *session, storePath string, spec v1alpha1.Secr
 				out.values[k] = valueBytes(v)
 			}
 		case df.Dynamic != nil:
-			m, err := dynamic(ctx, s, *df.Dynamic)
+			m, err := dyn(ctx, i, *df.Dynamic)
 			if err != nil {
 				return out, err
 			}
@@ -153,8 +166,8 @@ func readKV(ctx context.Context, s *session, p remotePath, kvVersion int, versio
 	return m, nil
 }
 
-// dynamic calls a generating endpoint.
-func dynamic(ctx context.Context, s *session, d v1alpha1.DynamicRef) (map[string]any, error) {
+// dynamic calls a generating endpoint; the response carries its lease.
+func dynamic(ctx context.Context, s *session, d v1alpha1.DynamicRef) (*api.Response, error) {
 	method := d.Method
 	if method == "" {
 		method = http.MethodGet
@@ -171,7 +184,10 @@ func dynamic(ctx context.Context, s *session, d v1alpha1.DynamicRef) (map[string
 	if err != nil {
 		return nil, fmt.Errorf("operator: %s %s: %w", method, d.Path, err)
 	}
-	return resp.Data, nil
+	if resp.Data == nil {
+		resp.Data = map[string]any{}
+	}
+	return resp, nil
 }
 
 // valueBytes turns a JSON value into Secret bytes: strings as they are,

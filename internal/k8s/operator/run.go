@@ -161,7 +161,7 @@ func setup(mgr manager.Manager, log *slog.Logger, now func() time.Time, onLogin 
 	limiter := workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, 5*time.Minute)
 	pushed := make(chan event.GenericEvent, 1024)
 	sr := &secretReconciler{
-		client: mgr.GetClient(), sessions: ss, events: mgr.GetEventRecorder("coffer-operator"),
+		client: mgr.GetClient(), reader: mgr.GetAPIReader(), sessions: ss, events: mgr.GetEventRecorder("coffer-operator"),
 		log: log, now: now,
 	}
 	sr.hub = newHub(log, func(nn types.NamespacedName) {
@@ -211,9 +211,14 @@ func setup(mgr manager.Manager, log *slog.Logger, now func() time.Time, onLogin 
 		}
 		return nil
 	})
-	if err := ctrl.NewControllerManagedBy(mgr).Named("coffersecret").
+	bld := ctrl.NewControllerManagedBy(mgr).Named("coffersecret").
 		For(&v1alpha1.CofferSecret{}).
-		Watches(&corev1.Secret{}, managedSecret).
+		Watches(&corev1.Secret{}, managedSecret)
+	for _, w := range workloads {
+		// A rollout's progress decides when a previous lease is revoked.
+		bld = bld.Watches(w.new(), handler.EnqueueRequestsFromMapFunc(sr.pendingFor))
+	}
+	if err := bld.
 		WatchesRawSource(source.Channel(pushed, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{RateLimiter: limiter, MaxConcurrentReconciles: 4}).
 		Complete(sr); err != nil {

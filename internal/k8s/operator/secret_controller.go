@@ -28,8 +28,12 @@ type recorder interface {
 
 // secretReconciler syncs CofferSecrets into Secrets.
 type secretReconciler struct {
-	client   client.Client
+	client client.Client
+	// reader reads Secrets past the cache, for the rollout check right
+	// after a write (nil: client).
+	reader   client.Reader
 	sessions *sessions
+	dyn      dynCache
 	hub      *hub
 	events   recorder
 	log      *slog.Logger
@@ -54,6 +58,13 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 		}
 		return reconcile.Result{}, err
 	}
+	if hasDynamic(&cs) && r.reader != nil {
+		// The cache may not hold the leases the last reconcile wrote yet;
+		// acting on stale ones would rotate twice or lose a lease.
+		if err := r.reader.Get(ctx, req.NamespacedName, &cs); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	if !cs.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.finalize(ctx, &cs)
 	}
@@ -62,6 +73,7 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 			return reconcile.Result{}, err
 		}
 	}
+	base := cs.DeepCopy()
 
 	target := targetName(&cs)
 	existing := &corev1.Secret{}
@@ -75,11 +87,16 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	creates := policy == "" || policy == v1alpha1.CreatePolicyOwner || policy == v1alpha1.CreatePolicyOrphan
 	_, forced := r.forced.LoadAndDelete(req.NamespacedName)
 	due, after := Refresh(&cs, r.now(), forced, creates && existing == nil)
+	retireStale(&cs)
+	rotate := r.rotations(&cs)
+	if len(rotate) > 0 {
+		due = true
+	}
 	if !due {
-		return reconcile.Result{RequeueAfter: after}, nil
+		return r.leasesOnly(ctx, base, &cs, target, after)
 	}
 
-	action, err := r.sync(ctx, &cs, target, existing)
+	action, err := r.sync(ctx, &cs, target, existing, rotate)
 	if err != nil {
 		reason := Reason(err)
 		if errors.Is(err, errRemoteDeleted) {
@@ -97,16 +114,72 @@ func (r *secretReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 			}
 		}
 		r.log.WarnContext(ctx, "sync failed", "coffersecret", req.NamespacedName, "reason", reason, "err", err)
-		if serr := r.setStatus(ctx, &cs, metav1.ConditionFalse, reason, err.Error(), false); serr != nil {
+		if serr := r.setStatus(ctx, base, &cs, metav1.ConditionFalse, reason, err.Error(), false); serr != nil {
 			return reconcile.Result{}, serr
 		}
 		return reconcile.Result{}, err
 	}
 	r.events.Eventf(&cs, nil, corev1.EventTypeNormal, ReasonSynced, "Sync", "secret %s: %s", target, action)
-	if err := r.setStatus(ctx, &cs, metav1.ConditionTrue, ReasonSynced, "secret "+target+" synced", true); err != nil {
+	if len(cs.Status.Leases)+len(cs.Status.PreviousLeases) > 0 {
+		if s, err := r.session(ctx, &cs); err == nil {
+			after = minAfter(after, r.maintainLeases(ctx, s, &cs, target))
+		}
+	}
+	if err := r.setStatus(ctx, base, &cs, metav1.ConditionTrue, ReasonSynced, "secret "+target+" synced", true); err != nil {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// rotations are the dataFrom indexes whose dynamic credentials must be
+// generated now: no current lease, or DecideLease says rotate.
+func (r *secretReconciler) rotations(cs *v1alpha1.CofferSecret) map[int]bool {
+	out := map[int]bool{}
+	for i, df := range cs.Spec.DataFrom {
+		if df.Dynamic == nil {
+			continue
+		}
+		l := currentLease(&cs.Status, i, df.Dynamic.Path)
+		if l == nil {
+			// A source without a lease (none recorded yet, or it
+			// answers without one) is generated on every sync only.
+			continue
+		}
+		if DecideLease(*l, r.now(), false, false).Rotate {
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// leasesOnly renews and revokes leases when no sync is due, and patches
+// the status when they changed.
+func (r *secretReconciler) leasesOnly(ctx context.Context, base, cs *v1alpha1.CofferSecret, target string, after time.Duration) (reconcile.Result, error) {
+	if len(cs.Status.Leases)+len(cs.Status.PreviousLeases) == 0 {
+		return reconcile.Result{RequeueAfter: after}, nil
+	}
+	s, err := r.session(ctx, cs)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	after = minAfter(after, r.maintainLeases(ctx, s, cs, target))
+	if err := r.client.Status().Patch(ctx, cs, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("operator: status of %s/%s: %w", cs.Namespace, cs.Name, err)
+	}
+	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// session returns the store session cs syncs through.
+func (r *secretReconciler) session(ctx context.Context, cs *v1alpha1.CofferSecret) (*session, error) {
+	st, err := r.store(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	id, _, err := resolve(st, cs.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return r.sessions.get(id, st.Spec.CABundle)
 }
 
 // errRemoteDeleted reports that the target Secret was deleted because the
@@ -123,7 +196,12 @@ func targetName(cs *v1alpha1.CofferSecret) string {
 
 // sync fetches, renders and writes. Nothing is written unless every value
 // was fetched and rendered, so a failure never empties a Secret.
-func (r *secretReconciler) sync(ctx context.Context, cs *v1alpha1.CofferSecret, target string, existing *corev1.Secret) (Action, error) {
+//
+// Dynamic sources reuse the data of their current lease (kept in memory)
+// unless rotate names them or the data is not known; a new lease becomes
+// the current one, and the one it replaces a previous one, only once the
+// Secret was written; on failure the new leases are revoked.
+func (r *secretReconciler) sync(ctx context.Context, cs *v1alpha1.CofferSecret, target string, existing *corev1.Secret, rotate map[int]bool) (act Action, err error) {
 	st, err := r.store(ctx, cs)
 	if err != nil {
 		return ActionNone, err
@@ -136,7 +214,44 @@ func (r *secretReconciler) sync(ctx context.Context, cs *v1alpha1.CofferSecret, 
 	if err != nil {
 		return ActionNone, err
 	}
-	f, err := fetch(ctx, sess, st.Spec.Path, cs.Spec)
+	var issued []v1alpha1.DynamicLease
+	defer func() {
+		if err != nil {
+			for _, l := range issued {
+				if rerr := revokeLease(ctx, sess, l.LeaseID); rerr != nil {
+					r.log.WarnContext(ctx, "revoking an unused lease failed", "path", l.Path, "err", rerr)
+				}
+				r.dyn.drop(l.LeaseID)
+			}
+			return
+		}
+		for _, l := range issued {
+			if old := currentLease(&cs.Status, l.Index, l.Path); old != nil {
+				cs.Status.PreviousLeases = append(cs.Status.PreviousLeases, *old)
+				*old = l
+			} else {
+				cs.Status.Leases = append(cs.Status.Leases, l)
+			}
+			r.events.Eventf(cs, nil, corev1.EventTypeNormal, "LeaseIssued", "Sync", "new lease for %s (lease_duration %ds, max TTL %ds)", l.Path, l.LeaseDuration, l.MaxTTL)
+		}
+	}()
+	dyn := func(ctx context.Context, i int, d v1alpha1.DynamicRef) (map[string]any, error) {
+		if l := currentLease(&cs.Status, i, d.Path); l != nil && !rotate[i] {
+			if v, ok := r.dyn.get(l.LeaseID); ok {
+				return v, nil
+			}
+		}
+		l, v, err := issueLease(ctx, sess, i, d, r.now)
+		if err != nil {
+			return nil, err
+		}
+		if l.LeaseID != "" {
+			issued = append(issued, l)
+			r.dyn.put(l.LeaseID, v)
+		}
+		return v, nil
+	}
+	f, err := fetch(ctx, sess, st.Spec.Path, cs.Spec, dyn)
 	r.hub.Watch(types.NamespacedName{Namespace: cs.Namespace, Name: cs.Name}, sess, f.paths)
 	if err != nil {
 		if errors.Is(err, ErrRemoteNotFound) && cs.Spec.Target.DeletionPolicy == v1alpha1.DeletionPolicyDelete &&
@@ -211,9 +326,9 @@ func storeErr(err error, ref v1alpha1.SecretStoreRef) error {
 }
 
 // setStatus writes the Ready condition (and on success refreshTime and
-// syncedResourceVersion) with a merge patch of the status.
-func (r *secretReconciler) setStatus(ctx context.Context, cs *v1alpha1.CofferSecret, status metav1.ConditionStatus, reason, msg string, synced bool) error {
-	base := cs.DeepCopy()
+// syncedResourceVersion) with a merge patch of the status from base, so
+// the leases changed since base are written too.
+func (r *secretReconciler) setStatus(ctx context.Context, base, cs *v1alpha1.CofferSecret, status metav1.ConditionStatus, reason, msg string, synced bool) error {
 	meta.SetStatusCondition(&cs.Status.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: cs.Generation,
 	})
@@ -236,6 +351,9 @@ func (r *secretReconciler) finalize(ctx context.Context, cs *v1alpha1.CofferSecr
 	r.hub.Forget(nn)
 	if !controllerutil.ContainsFinalizer(cs, Finalizer) {
 		return nil
+	}
+	if cs.Spec.Target.DeletionPolicy == v1alpha1.DeletionPolicyDelete {
+		r.revokeAll(ctx, cs)
 	}
 	var sec corev1.Secret
 	err := r.client.Get(ctx, types.NamespacedName{Namespace: cs.Namespace, Name: targetName(cs)}, &sec)
