@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -115,7 +116,12 @@ func Run(ctx context.Context, o Options) error {
 	if id == "" {
 		id = "coffer-operator.coffer.dev"
 	}
+	// Run may be called more than once in one process (the end-to-end
+	// tests do); controller-runtime otherwise refuses a controller name
+	// it has seen before, even from a manager that has stopped.
+	skipNames := true
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Controller:              config.Controller{SkipNameValidation: &skipNames},
 		Scheme:                  scheme,
 		Logger:                  logr.FromSlogHandler(log.Handler()),
 		Metrics:                 metricsserver.Options{BindAddress: addr(o.MetricsAddr, ":8080")},
