@@ -16,7 +16,9 @@ import (
 	kmsapi "k8s.io/kms/apis/v2"
 )
 
-var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{32}:v[0-9]+$`)
+// keyIDPattern is the transit key's stable id (a UUID, which the transit
+// engine now reports) and its version.
+var keyIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:v[0-9]+$`)
 
 func seed(t testing.TB) []byte {
 	t.Helper()
@@ -36,7 +38,7 @@ func TestStatusHealthyWithKeyID(t *testing.T) {
 		t.Errorf("Status = version %q healthz %q, want v2 ok", st.Version, st.Healthz)
 	}
 	if !keyIDPattern.MatchString(st.KeyId) || !strings.HasSuffix(st.KeyId, ":v1") {
-		t.Errorf("key_id = %q, want <32 hex>:v1", st.KeyId)
+		t.Errorf("key_id = %q, want <transit key uuid>:v1", st.KeyId)
 	}
 	// Stable across calls and across plugin processes.
 	c2, _ := serve(t, Config{Client: s.client(t), Token: "root"})
