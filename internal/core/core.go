@@ -178,9 +178,8 @@ func defaultMounts() []MountEntry {
 
 // setupLocked builds the unsealed state over the open barrier and starts
 // background work. c.mu is held for writing.
-func (c *Core) setupLocked(ctx context.Context) error {
+func (c *Core) setupLocked(ctx context.Context) (err error) {
 	st := &unsealed{active: c.active()}
-	var err error
 	if c.cfg.Cluster != nil {
 		if err := c.cfg.Cluster.Unsealed(ctx, c.barrier); err != nil {
 			return fmt.Errorf("core: cluster: %w", err)
@@ -201,9 +200,15 @@ func (c *Core) setupLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("core: audit: %w", err)
 	}
+	// A setup that fails after this point must not leave the devices'
+	// goroutines and files behind.
+	defer func() {
+		if err != nil {
+			st.audit.Close(ctx)
+		}
+	}()
 	for _, d := range c.cfg.AuditDevices {
 		if err := st.audit.Enable(ctx, d.Name, d.Config, true); err != nil {
-			st.audit.Close(ctx)
 			return fmt.Errorf("core: audit device %q from the config: %w", d.Name, err)
 		}
 	}
@@ -578,10 +583,6 @@ func sealError(err error) error {
 		return logical.Errorf(logical.Unavailable, "%s", strings.TrimPrefix(err.Error(), "seal: "))
 	case errors.Is(err, seal.ErrSealed):
 		return logical.ErrSealed
-	}
-	var le *logical.Error
-	if errors.As(err, &le) {
-		return err
 	}
 	return err
 }

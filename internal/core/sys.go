@@ -349,15 +349,12 @@ func (s *sysBackend) capabilities(ctx context.Context, req *logical.Request) (*l
 		return nil, err
 	}
 	data := make(map[string]any, len(caps)+1)
-	var all []string
 	for p, c := range caps {
 		data[p] = c
-		all = append(all, c...)
 	}
 	if len(paths) == 1 {
 		data["capabilities"] = caps[strings.TrimPrefix(paths[0], "/")]
 	}
-	_ = all
 	return &logical.Response{Data: data, Inline: true}, nil
 }
 

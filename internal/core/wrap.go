@@ -152,7 +152,7 @@ func (c *Core) wrapping(ctx context.Context, st *unsealed, req *logical.Request)
 	if tok == "" {
 		tok = req.ClientToken
 	}
-	e, w, err := c.readWrapped(ctx, st, tok)
+	_, w, err := c.readWrapped(ctx, st, tok)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,6 @@ func (c *Core) wrapping(ctx context.Context, st *unsealed, req *logical.Request)
 		if err := st.tokens.Revoke(ctx, tok); err != nil {
 			return nil, err
 		}
-		_ = e
 		return &logical.Response{WrapInfo: info}, nil
 	}
 	return nil, &logical.Error{Code: logical.NotFound, Message: "no handler for route \"sys/" + req.Path + "\". route entry not found."}
