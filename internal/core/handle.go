@@ -94,7 +94,7 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 		return nil, logical.ErrSealed
 	}
 	in := audit.NewInput(req)
-	resp, err, logged := c.serve(ctx, st, req, in)
+	resp, logged, err := c.serve(ctx, st, req, in)
 	if logged {
 		return resp, err
 	}
@@ -119,10 +119,10 @@ func (c *Core) handle(ctx context.Context, req *logical.Request) (*logical.Respo
 // logged reports that serve recorded the response itself: disabling an
 // audit device records its answer first, while the device still exists,
 // so turning off the last working device cannot fail closed after the fact.
-func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in *audit.Input) (resp *logical.Response, err error, logged bool) {
-	refuse := func(err error) (*logical.Response, error, bool) {
+func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in *audit.Input) (resp *logical.Response, logged bool, err error) {
+	refuse := func(err error) (*logical.Response, bool, error) {
 		in.Err = err
-		return nil, err, false
+		return nil, false, err
 	}
 	path, err := CleanPath(req.Path)
 	if err != nil {
@@ -171,11 +171,11 @@ func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in
 		return refuse(&logical.Error{Code: logical.NotFound, Message: fmt.Sprintf("no handler for route %q. route entry not found.", path)})
 	}
 	if err := st.audit.LogRequest(ctx, in); err != nil {
-		return nil, fmt.Errorf("core: audit: %w", err), false
+		return nil, false, fmt.Errorf("core: audit: %w", err)
 	}
 	if entry != nil {
 		if err := st.tokens.Use(ctx, entry); err != nil {
-			return nil, fmt.Errorf("core: use token: %w", err), false
+			return nil, false, fmt.Errorf("core: use token: %w", err)
 		}
 	}
 	sub := *req
@@ -185,42 +185,42 @@ func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in
 		sub.Path = strings.TrimPrefix(path, "sys/")
 		if req.Operation == logical.DeleteOperation && strings.HasPrefix(path, "sys/audit/") {
 			if err := st.audit.LogResponse(ctx, in, nil, nil); err != nil {
-				return nil, fmt.Errorf("core: audit: %w", err), true
+				return nil, true, fmt.Errorf("core: audit: %w", err)
 			}
 			resp, err := st.audit.HandleRequest(ctx, &sub)
-			return resp, err, true
+			return resp, true, err
 		}
 		resp, err = st.audit.HandleRequest(ctx, &sub)
 	} else {
 		resp, err = m.backend.HandleRequest(ctx, &sub)
 	}
 	if err != nil {
-		return nil, mapStorageError(err), false
+		return nil, false, mapStorageError(err)
 	}
 	if req.Operation != logical.ReadOperation && req.Operation != logical.ListOperation {
 		c.publishWrite(m, path, rel, req.Operation, resp)
 	}
 	if resp == nil {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if resp.MountType == "" {
 		resp.MountType = m.entry.Type
 	}
 	if resp.Auth != nil && resp.Auth.ClientToken == "" && m.entry.Type != "token" {
 		if err := c.mintLoginToken(ctx, st, m, path, resp.Auth); err != nil {
-			return nil, err, false
+			return nil, false, err
 		}
 	}
 	if resp.Secret != nil {
 		if err := c.registerSecret(ctx, st, m, path, rel, entry, resp); err != nil {
-			return nil, err, false
+			return nil, false, err
 		}
 	}
 	if req.WrapTTL > 0 && resp.WrapInfo == nil {
 		resp, err = c.wrapResponse(ctx, st, path, resp, req.WrapTTL)
-		return resp, err, false
+		return resp, false, err
 	}
-	return resp, nil, false
+	return resp, false, nil
 }
 
 // unauthenticated reports whether path may be called without a token: a
