@@ -1,32 +1,9 @@
 package token
 
 import (
-	"context"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/coffer-dev/coffer/internal/logical"
 )
-
-// The fixtures' storage is the real barrier over inmem
-// (barriertest.Storage); counting wraps it to count reads.
-
-// counting counts the reads that go through it.
-type counting struct {
-	logical.Storage
-	gets, lists atomic.Int64
-}
-
-func (c *counting) Get(ctx context.Context, key string) ([]byte, error) {
-	c.gets.Add(1)
-	return c.Storage.Get(ctx, key)
-}
-
-func (c *counting) List(ctx context.Context, prefix string) ([]string, error) {
-	c.lists.Add(1)
-	return c.Storage.List(ctx, prefix)
-}
 
 // clock is an injected clock that tests move by hand.
 type clock struct {
