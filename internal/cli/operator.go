@@ -161,7 +161,7 @@ func (a *app) initCmd() *cobra.Command {
 }
 
 func (a *app) unsealCmd() *cobra.Command {
-	var reset bool
+	var reset, migrate bool
 	cmd := &cobra.Command{
 		Use:   "unseal [KEY]",
 		Short: "Submit one unseal key share (prompted for when not given)",
@@ -174,6 +174,9 @@ func (a *app) unsealCmd() *cobra.Command {
 					return err
 				}
 				body = map[string]any{"key": strings.TrimSpace(key)}
+				if migrate {
+					body["migrate"] = true
+				}
 			}
 			c, err := a.client()
 			if err != nil {
@@ -187,6 +190,7 @@ func (a *app) unsealCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&reset, "reset", false, "discard the key shares submitted so far")
+	cmd.Flags().BoolVar(&migrate, "migrate", false, "submit a share of the old seal during a seal migration (Shamir ↔ auto-unseal)")
 	return cmd
 }
 
