@@ -119,7 +119,7 @@ func (a *app) operatorCmd() *cobra.Command {
 }
 
 func (a *app) initCmd() *cobra.Command {
-	var shares, threshold int
+	var shares, threshold, rshares, rthreshold int
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Initialize a new server: print the unseal keys and the root token",
@@ -132,8 +132,12 @@ func (a *app) initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, raw, err := rawMap(cmd.Context(), c, http.MethodPut, "sys/init",
-				api.InitRequest{SecretShares: shares, SecretThreshold: threshold})
+			body := map[string]any{"secret_shares": shares, "secret_threshold": threshold}
+			if rshares > 0 {
+				// An auto-unseal server: recovery keys instead of unseal keys.
+				body["recovery_shares"], body["recovery_threshold"] = rshares, rthreshold
+			}
+			m, raw, err := rawMap(cmd.Context(), c, http.MethodPut, "sys/init", body)
 			if err != nil {
 				return err
 			}
@@ -148,6 +152,9 @@ func (a *app) initCmd() *cobra.Command {
 			for i, k := range keys {
 				fmt.Fprintf(w, "Unseal Key %d: %s\n", i+1, k)
 			}
+			for i, k := range api.Strings(m["recovery_keys_base64"]) {
+				fmt.Fprintf(w, "Recovery Key %d: %s\n", i+1, k)
+			}
 			fmt.Fprintf(w, "\nInitial Root Token: %s\n\n", get(m, "root_token"))
 			fmt.Fprintf(w, "Server initialized with %d key shares and a key threshold of %d.\n"+
 				"Keep the keys apart: %d of them are needed to unseal the server after every restart.\n",
@@ -156,6 +163,8 @@ func (a *app) initCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&shares, "key-shares", 5, "number of unseal key shares")
+	cmd.Flags().IntVar(&rshares, "recovery-shares", 0, "with an auto-unseal seal: number of recovery key shares")
+	cmd.Flags().IntVar(&rthreshold, "recovery-threshold", 0, "with an auto-unseal seal: recovery shares needed for generate-root and rekey")
 	cmd.Flags().IntVar(&threshold, "key-threshold", 3, "number of shares needed to unseal")
 	return cmd
 }
