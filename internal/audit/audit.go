@@ -502,9 +502,7 @@ func (b *Broker) LogRequest(ctx context.Context, in *Input) error {
 	if err != nil || len(devs) == 0 {
 		return err
 	}
-	p := &prepared{typ: "request", time: b.now().UTC(), in: in, err: errorMessage(in.Err)}
-	p.reqData = requestData(in)
-	return b.dispatch(ctx, devs, p)
+	return b.dispatch(ctx, devs, prepareRequest(in, b.now()))
 }
 
 // LogResponse records the response to in: resp (which may be nil) or
@@ -514,7 +512,25 @@ func (b *Broker) LogResponse(ctx context.Context, in *Input, resp *logical.Respo
 	if err != nil || len(devs) == 0 {
 		return err
 	}
-	p := &prepared{typ: "response", time: b.now().UTC(), in: in, resp: resp}
+	p, err := prepareResponse(in, resp, respErr, b.now())
+	if err != nil {
+		b.unaudited.Add(1)
+		return fmt.Errorf("%w: %v", ErrNotAudited, err)
+	}
+	return b.dispatch(ctx, devs, p)
+}
+
+// prepareRequest returns the request entry of in at time now.
+func prepareRequest(in *Input, now time.Time) *prepared {
+	p := &prepared{typ: "request", time: now.UTC(), in: in, err: errorMessage(in.Err)}
+	p.reqData = requestData(in)
+	return p
+}
+
+// prepareResponse returns the response entry of in at time now. It fails
+// only when resp.Data cannot be encoded as JSON.
+func prepareResponse(in *Input, resp *logical.Response, respErr error, now time.Time) (*prepared, error) {
+	p := &prepared{typ: "response", time: now.UTC(), in: in, resp: resp}
 	p.reqData = requestData(in)
 	if respErr == nil {
 		respErr = in.Err
@@ -523,12 +539,11 @@ func (b *Broker) LogResponse(ctx context.Context, in *Input, resp *logical.Respo
 	if resp != nil && resp.Data != nil {
 		raw, err := json.Marshal(resp.Data)
 		if err != nil {
-			b.unaudited.Add(1)
-			return fmt.Errorf("%w: encode response data: %v", ErrNotAudited, err)
+			return nil, fmt.Errorf("encode response data: %v", err)
 		}
 		p.respData = decodeData(raw)
 	}
-	return b.dispatch(ctx, devs, p)
+	return p, nil
 }
 
 func requestData(in *Input) any {
