@@ -213,7 +213,10 @@ func (b *Barrier) persistKeyring(ctx context.Context, rootAEAD cipher.AEAD, kr *
 // ErrNotInitialized if there is no keyring and ErrInvalidKey if rootKey
 // cannot open it; the barrier's state is then unchanged. Unsealing an
 // unsealed barrier reloads the keyring (picking up a rotation made through
-// another barrier over the same storage).
+// another barrier over the same storage). Entries still in the first
+// physical layout are moved to the current one before the barrier opens
+// (see migrate.go); if that fails, Unseal returns the error and may be
+// retried: the move resumes where it stopped.
 func (b *Barrier) Unseal(ctx context.Context, rootKey []byte) error {
 	rootAEAD, err := newAEAD(rootKey)
 	if err != nil {
@@ -234,6 +237,10 @@ func (b *Barrier) Unseal(ctx context.Context, rootKey []byte) error {
 	kr, err := parseKeyring(pt)
 	if err != nil {
 		return fmt.Errorf("barrier: keyring: %w", err)
+	}
+	if _, err := migrateV1(ctx, b.backend, kr); err != nil {
+		kr.wipe()
+		return err
 	}
 
 	b.mu.Lock()

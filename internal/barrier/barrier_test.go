@@ -291,7 +291,11 @@ func TestUnsealTwiceReloadsKeyring(t *testing.T) {
 // entryTerm returns the term in the physical data entry of key.
 func entryTerm(t *testing.T, b *Barrier, be storage.Backend, key string) uint32 {
 	t.Helper()
-	v, err := be.Get(context.Background(), b.kr.dataKey(key))
+	e, err := be.Get(context.Background(), b.kr.dataKey(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, err := unpackEntry(e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,13 +481,13 @@ func TestMovedEntryFailsToOpen(t *testing.T) {
 			t.Errorf("Get(kv/b) = %q, %v; want ErrCorrupt", v, err)
 		}
 	})
-	t.Run("a directory entry copied to a data key", func(t *testing.T) {
-		copyTo(kr.entryKey("kv/", "a"), kr.dataKey("kv/a"))
+	t.Run("a folder's entry copied to a value's key", func(t *testing.T) {
+		copyTo(kr.entryKey("kv/", "c/"), kr.dataKey("kv/a"))
 		if v, err := b.Get(ctx, "kv/a"); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Get(kv/a) = %q, %v; want ErrCorrupt", v, err)
 		}
 	})
-	t.Run("a directory entry copied to another name in its folder", func(t *testing.T) {
+	t.Run("an entry copied to another name in its folder", func(t *testing.T) {
 		copyTo(kr.entryKey("kv/", "a"), kr.entryKey("kv/", "zz"))
 		if names, err := b.List(ctx, "kv/"); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("List(kv/) = %q, %v; want ErrCorrupt", names, err)
@@ -492,13 +496,13 @@ func TestMovedEntryFailsToOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("a directory entry copied to another folder", func(t *testing.T) {
+	t.Run("an entry copied to another folder", func(t *testing.T) {
 		copyTo(kr.entryKey("kv/c/", "d"), kr.entryKey("", "d"))
 		if names, err := b.List(ctx, ""); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("List(\"\") = %q, %v; want ErrCorrupt", names, err)
 		}
 	})
-	t.Run("a data entry copied over the keyring", func(t *testing.T) {
+	t.Run("an entry copied over the keyring", func(t *testing.T) {
 		copyTo(kr.dataKey("kv/c/d"), keyringPath)
 		b.Seal()
 		root, _ := GenerateKey(nil)
@@ -513,11 +517,34 @@ func TestTamperedEntryFailsToOpen(t *testing.T) {
 	b, be, _ := newBarrier(t, Config{})
 	mustPut(t, b, "kv/a", "a value long enough to have a middle")
 	pk := b.kr.dataKey("kv/a")
-	orig, err := be.Get(ctx, pk)
+	entry, err := be.Get(ctx, pk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, tamper := range map[string]func([]byte) []byte{
+	name, orig, err := unpackEntry(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry's packing: each must fail to open, not misread.
+	for what, v := range map[string][]byte{
+		"empty entry":                   nil,
+		"name length past the end":      append(binary.AppendUvarint(nil, uint64(len(entry))), entry...),
+		"overlong uvarint":              bytes.Repeat([]byte{0xff}, 11),
+		"value cut off":                 packEntry(name, nil),
+		"value cut short":               packEntry(name, orig[:len(orig)-3]),
+		"name and value swapped":        packEntry(orig, name),
+		"name length one byte too long": packEntry(append(append([]byte(nil), name...), orig[0]), orig[1:]),
+	} {
+		t.Run(what, func(t *testing.T) {
+			if err := be.Apply(ctx, []storage.Op{{Key: pk, Value: v}}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := b.Get(ctx, "kv/a"); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Get = %q, %v; want ErrCorrupt", got, err)
+			}
+		})
+	}
+	for what, tamper := range map[string]func([]byte) []byte{
 		"version byte":        func(v []byte) []byte { v[0] ^= 1; return v },
 		"term":                func(v []byte) []byte { v[4] ^= 1; return v },
 		"term high byte":      func(v []byte) []byte { v[1] ^= 0x80; return v },
@@ -532,8 +559,8 @@ func TestTamperedEntryFailsToOpen(t *testing.T) {
 		"shorter than a tag":  func(v []byte) []byte { return v[:envelopeOverhead-1] },
 		"term 0 (root key's)": func(v []byte) []byte { binary.BigEndian.PutUint32(v[1:5], 0); return v },
 	} {
-		t.Run(name, func(t *testing.T) {
-			v := tamper(append([]byte(nil), orig...))
+		t.Run(what, func(t *testing.T) {
+			v := packEntry(name, tamper(append([]byte(nil), orig...)))
 			if err := be.Apply(ctx, []storage.Op{{Key: pk, Value: v}}); err != nil {
 				t.Fatal(err)
 			}
@@ -580,7 +607,7 @@ func TestNothingReadableAtRest(t *testing.T) {
 						t.Errorf("physical entry %q holds %q in clear", k, n)
 					}
 				}
-				if k != keyringPath && !strings.HasPrefix(k, dataPrefix) && !strings.HasPrefix(k, dirPrefix) {
+				if k != keyringPath && !strings.HasPrefix(k, entryPrefix) {
 					t.Errorf("unexpected physical key %q", k)
 				}
 			}

@@ -32,42 +32,50 @@
 //
 // # Envelope
 //
-// Every stored value is
+// Every stored envelope is
 //
 //	version (1 byte, = 1) | term (uint32, big endian) | nonce (12 bytes) | AES-GCM ciphertext and tag
 //
 // with additional data = version | term | context, where the context names
-// the kind of entry and its logical location: "d:"+path for a data entry,
-// "l:"+folder for a directory entry, "k:core/keyring" for the keyring
-// (term 0, under the root key). A value copied to another key, a flipped
-// bit, a changed term or nonce all fail to open with ErrCorrupt, never
-// yielding wrong data.
+// the kind of envelope and its logical location: "d:"+path for a value,
+// "l:"+folder for a child's name, "k:core/keyring" for the keyring (term 0,
+// under the root key). An envelope copied to another key, a flipped bit, a
+// changed term or nonce all fail to open with ErrCorrupt, never yielding
+// wrong data.
 //
 // # Physical layout
 //
-//	core/keyring                           the keyring (core/* otherwise belongs to the seal package)
-//	d/<H("d:"+path)>                       the value at a logical path
-//	l/<H("l:"+folder)>/<H("c:"+folder+child)>  one directory entry: the child's name, encrypted
+//	core/keyring                                  the keyring (core/* otherwise belongs to the seal package)
+//	e/<H("l:"+folder)>/<H("c:"+folder+child)>     one entry per child of a folder
 //
-// where H is hex(HMAC-SHA256(path key, ·)). Directory entries make List
-// work although names are hashed: a key a/b/c has the entries ("", "a/"),
-// ("a/", "b/") and ("a/b/", "c"), and List("a/") scans l/<H("l:a/")>/,
-// decrypts the names, checks each against its physical key, and sorts.
-// (A directory entry's additional data is its folder, not folder+name: the
-// name is what is being decrypted. Checking the decrypted name's hash
-// against the physical key binds it to its key instead.)
+// where H is hex(HMAC-SHA256(path key, ·)). An entry is
+//
+//	uvarint(len(name envelope)) | name envelope | value envelope
+//
+// The name envelope holds the child's name (a folder's with its trailing
+// "/") sealed for its folder; the value envelope holds the value sealed for
+// its path, and is absent from a folder's entry. A key a/b/c therefore has
+// the entries ("", "a/"), ("a/", "b/") and ("a/b/", "c" + value). Get reads
+// one entry and opens its value; List("a/") scans e/<H("l:a/")>/, opens
+// only the names, checks each against its physical key, and sorts. (The
+// name's additional data is its folder, not folder+name: the name is what
+// is being decrypted. Checking the decrypted name's hash against the
+// physical key binds it to its key instead.) Keeping name and value in one
+// entry makes a write one physical put, and puts every entry of a folder
+// (all versions of a KV v2 secret, say) next to each other in the backend's
+// key order. The first layout kept them apart (d/ and l/); Unseal moves such
+// entries into this one (migrate.go).
 //
 // What stays visible at rest: the number of entries, how many children each
 // (unnamed) folder has, the size of each value, and each entry's key term.
 //
 // # Writes and folders
 //
-// Put writes the data entry, its own directory entry and any missing
-// ancestor entries in one atomic backend Apply; Apply does the same for a
-// batch. Delete removes the data entry and its directory entry atomically,
-// then removes the folder's entry from its parent if the folder is now
-// empty, recursively upward, in one more Apply. A bounded in-memory set of
-// folder entries known to exist (Config.DirCacheSize) spares a Put from
+// Put writes the entry and any missing ancestor folders' entries in one
+// atomic backend Apply; Apply does the same for a batch. Delete removes the
+// entry, then removes the folder's entry from its parent if the folder is
+// now empty, recursively upward, in one more Apply. A bounded in-memory set
+// of folder entries known to exist (Config.DirCacheSize) spares a Put from
 // rewriting them; ResetDirCache forgets it after the backend changed
 // behind the barrier's back.
 //

@@ -2,6 +2,7 @@ package barrier
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,30 +12,51 @@ import (
 	"github.com/coffer-dev/coffer/internal/storage"
 )
 
-// Physical key prefixes (see the package documentation).
-const (
-	dataPrefix = "d/"
-	dirPrefix  = "l/"
-)
+// entryPrefix is the physical prefix of every entry (see the package
+// documentation).
+const entryPrefix = "e/"
 
 // Domains of the keyed hashes and of the envelopes' additional data.
 const (
-	dataDomain  = "d:" // data entry: hash and AAD of the logical path
-	dirDomain   = "l:" // folder: hash and AAD of the folder path
-	childDomain = "c:" // directory entry: hash of folder path + child name
+	dataDomain  = "d:" // value: AAD of the logical path
+	dirDomain   = "l:" // folder: hash of the folder path, AAD of a child's name
+	childDomain = "c:" // entry: hash of folder path + child name
 )
 
 // errStop ends a Scan early.
 var errStop = errors.New("stop")
 
-func (k *keyring) dataKey(path string) string { return dataPrefix + k.hash(dataDomain, path) }
+// dirKey is the physical prefix of the entries of folder dir.
+func (k *keyring) dirKey(dir string) string { return entryPrefix + k.hash(dirDomain, dir) + "/" }
 
-// dirKey is the physical prefix of the directory entries of folder dir.
-func (k *keyring) dirKey(dir string) string { return dirPrefix + k.hash(dirDomain, dir) + "/" }
-
-// entryKey is the physical key of child's directory entry in folder dir.
+// entryKey is the physical key of child's entry in folder dir: the entry of
+// a value when child has no trailing "/", of a subfolder when it has one.
 func (k *keyring) entryKey(dir, child string) string {
 	return k.dirKey(dir) + k.hash(childDomain, dir+child)
+}
+
+// dataKey is the physical key of the entry holding the value at path.
+func (k *keyring) dataKey(path string) string { return k.entryKey(split(path)) }
+
+// packEntry joins the two envelopes of an entry: the child's name, sealed
+// for its folder, and the value, sealed for its path (absent for a folder).
+//
+//	uvarint(len(name envelope)) | name envelope | value envelope
+func packEntry(name, value []byte) []byte {
+	out := make([]byte, 0, binary.MaxVarintLen64+len(name)+len(value))
+	out = binary.AppendUvarint(out, uint64(len(name)))
+	out = append(out, name...)
+	return append(out, value...)
+}
+
+// unpackEntry splits an entry into its name and value envelopes. value is
+// empty for a folder's entry. It returns ErrCorrupt if v is malformed.
+func unpackEntry(v []byte) (name, value []byte, err error) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || n > uint64(len(v)-w) {
+		return nil, nil, fmt.Errorf("%w: malformed entry", ErrCorrupt)
+	}
+	return v[w : w+int(n)], v[w+int(n):], nil
 }
 
 // checkPath validates the logical path of an entry.
@@ -100,29 +122,36 @@ func (b *Barrier) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("barrier: get %q: %w", key, err)
 	}
-	pt, err := kr.open(dataDomain+key, v)
+	_, sealed, err := unpackEntry(v)
+	if err == nil && len(sealed) == 0 {
+		err = fmt.Errorf("%w: a folder's entry under a value's key", ErrCorrupt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("barrier: get %q: %w", key, err)
+	}
+	pt, err := kr.open(dataDomain+key, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("barrier: get %q: %w", key, err)
 	}
 	return pt, nil
 }
 
-// Put implements logical.Storage: it writes the entry and the directory
-// entries of all its ancestors in one atomic backend Apply.
+// Put implements logical.Storage: it writes the entry and the entries of
+// any missing ancestor folders in one atomic backend Apply.
 func (b *Barrier) Put(ctx context.Context, key string, value []byte) error {
 	return b.Apply(ctx, []logical.Op{{Key: key, Value: value}})
 }
 
-// Delete implements logical.Storage: it removes the entry and its
-// directory entry atomically, then the entries of folders left empty.
+// Delete implements logical.Storage: it removes the entry, then the entries
+// of folders left empty.
 // Deleting a missing key is not an error.
 func (b *Barrier) Delete(ctx context.Context, key string) error {
 	return b.Apply(ctx, []logical.Op{{Key: key, Delete: true}})
 }
 
 // Apply implements logical.Storage. All the puts and deletes in ops, with
-// the directory entries they add or remove, are written in one atomic
-// backend Apply, in order. Folders the deletes leave empty are removed
+// the folder entries the puts add, are written in one atomic backend Apply,
+// in order: one physical op per logical op, plus missing ancestors. Folders the deletes leave empty are removed
 // afterwards, each chain of them atomically; should that fail, the error is
 // returned but the ops themselves are applied, and an empty folder may
 // remain listed until another delete in it succeeds.
@@ -145,7 +174,7 @@ func (b *Barrier) Apply(ctx context.Context, ops []logical.Op) error {
 		return ErrSealed
 	}
 
-	phys := make([]storage.Op, 0, 3*len(ops))
+	phys := make([]storage.Op, 0, 2*len(ops))
 	var folders []string // folder entries written by this batch
 	var emptied []string // folders a delete may have left empty
 
@@ -153,9 +182,7 @@ func (b *Barrier) Apply(ctx context.Context, ops []logical.Op) error {
 	for _, op := range ops {
 		dir, name := split(op.Key)
 		if op.Delete {
-			phys = append(phys,
-				storage.Op{Key: kr.dataKey(op.Key), Delete: true},
-				storage.Op{Key: kr.entryKey(dir, name), Delete: true})
+			phys = append(phys, storage.Op{Key: kr.entryKey(dir, name), Delete: true})
 			if dir != "" && !slices.Contains(emptied, dir) {
 				emptied = append(emptied, dir)
 			}
@@ -171,9 +198,7 @@ func (b *Barrier) Apply(ctx context.Context, ops []logical.Op) error {
 			b.tree.RUnlock()
 			return err
 		}
-		phys = append(phys,
-			storage.Op{Key: kr.dataKey(op.Key), Value: v},
-			storage.Op{Key: kr.entryKey(dir, name), Value: ev})
+		phys = append(phys, storage.Op{Key: kr.entryKey(dir, name), Value: packEntry(ev, v)})
 		// Ancestors, bottom up. A folder's entry exists only while the
 		// folder is not empty, so its own ancestors' entries exist too:
 		// stop at the first one known to exist.
@@ -188,7 +213,7 @@ func (b *Barrier) Apply(ctx context.Context, ops []logical.Op) error {
 				b.tree.RUnlock()
 				return err
 			}
-			phys = append(phys, storage.Op{Key: k, Value: ev})
+			phys = append(phys, storage.Op{Key: k, Value: packEntry(ev, nil)})
 			folders = append(folders, k)
 			d = p
 		}
@@ -275,7 +300,7 @@ func (b *Barrier) emptyLocked(ctx context.Context, prefix, except string) (bool,
 // List implements logical.Storage: the names in folder prefix ("" or ending
 // in "/"), sorted, folders ending in "/"; nil if there are none. It returns
 // ErrInvalidPath for another prefix, ErrSealed while sealed and ErrCorrupt
-// if a directory entry fails to decrypt or sits under the wrong key.
+// if an entry's name fails to decrypt or sits under another name's key.
 func (b *Barrier) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := checkPrefix(prefix); err != nil {
 		return nil, err
@@ -289,12 +314,16 @@ func (b *Barrier) List(ctx context.Context, prefix string) ([]string, error) {
 	dk := kr.dirKey(prefix)
 	var names []string
 	err := b.backend.Scan(ctx, dk, func(k string, v []byte) error {
-		name, err := kr.open(dirDomain+prefix, v)
+		sealed, _, err := unpackEntry(v)
+		if err != nil {
+			return err
+		}
+		name, err := kr.open(dirDomain+prefix, sealed)
 		if err != nil {
 			return err
 		}
 		if k[len(dk):] != kr.hash(childDomain, prefix+string(name)) {
-			return fmt.Errorf("%w: directory entry under another name's key", ErrCorrupt)
+			return fmt.Errorf("%w: entry under another name's key", ErrCorrupt)
 		}
 		names = append(names, string(name))
 		return nil

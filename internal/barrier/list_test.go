@@ -52,7 +52,7 @@ func walk(t testing.TB, s logical.Storage, prefix string) []string {
 	return keys
 }
 
-// wantEntries is the number of directory entries a set of keys needs.
+// wantEntries is the number of entries a set of keys needs.
 func wantEntries(keys []string) int {
 	entries := map[string]bool{}
 	for _, k := range keys {
@@ -129,7 +129,7 @@ func TestList(t *testing.T) {
 			if got := mustList(t, b, ""); got != nil {
 				t.Errorf("List(\"\") of an empty barrier = %q, want nil", got)
 			}
-			if n := countPhysical(t, be, dirPrefix) + countPhysical(t, be, dataPrefix); n != 0 {
+			if n := countPhysical(t, be, entryPrefix); n != 0 {
 				t.Errorf("%d physical entries left after deleting everything", n)
 			}
 
@@ -156,8 +156,8 @@ func TestList(t *testing.T) {
 			if err := b.Apply(ctx, nil); err != nil {
 				t.Errorf("Apply(nil) = %v", err)
 			}
-			if n := countPhysical(t, be, dirPrefix); n != 2 {
-				t.Errorf("%d directory entries for x/3, want 2", n)
+			if n := countPhysical(t, be, entryPrefix); n != 2 {
+				t.Errorf("%d entries for x/3, want 2", n)
 			}
 		})
 	}
@@ -252,14 +252,14 @@ func TestConcurrentPutsAndDeletesKeepFoldersExact(t *testing.T) {
 			if got := walk(t, b, ""); !slices.Equal(got, want) {
 				t.Errorf("listed keys = %q, want %q", got, want)
 			}
-			if got, want := countPhysical(t, be, dirPrefix), wantEntries(want); got != want {
-				t.Errorf("%d directory entries, want %d", got, want)
+			if got, want := countPhysical(t, be, entryPrefix), wantEntries(want); got != want {
+				t.Errorf("%d entries, want %d", got, want)
 			}
 			for _, k := range want {
 				mustDelete(t, b, k)
 			}
-			if n := countPhysical(t, be, dirPrefix); n != 0 {
-				t.Errorf("%d directory entries left after deleting everything", n)
+			if n := countPhysical(t, be, entryPrefix); n != 0 {
+				t.Errorf("%d entries left after deleting everything", n)
 			}
 		})
 	}

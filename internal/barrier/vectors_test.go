@@ -40,9 +40,11 @@ func testKeyring(t testing.TB) *keyring {
 const (
 	// Key 00..1f, nonce a0..ab, term 7, context "d:kv/a", plaintext "s3cret".
 	frozenEnvelope = "0100000007" + "a0a1a2a3a4a5a6a7a8a9aaab" + "952b1f5f20bf1290a25735a402709a6016f5bb2c19e9"
-	// Path key 00..1f.
-	frozenDataKey  = "d/9beed7e1bd623930ce0013e977ee3a7e239f8a19431408cf6f63459f4dee7daf"
-	frozenEntryKey = "l/aa4286c5750e134794dbf9fbe7b095758631c5822da54623f698291038491a70/f7fd67d0a8dc17851e27c43cf0548da69d9854ba3e6cdbd5a6905b3dc6b82fdd"
+	// Path key 00..1f. Layout 2: the entry of kv/a.
+	frozenEntryKey = "e/aa4286c5750e134794dbf9fbe7b095758631c5822da54623f698291038491a70/f7fd67d0a8dc17851e27c43cf0548da69d9854ba3e6cdbd5a6905b3dc6b82fdd"
+	// Layout 1 (migrated on unseal): the value and the directory entry of kv/a.
+	frozenV1DataKey  = "d/9beed7e1bd623930ce0013e977ee3a7e239f8a19431408cf6f63459f4dee7daf"
+	frozenV1EntryKey = "l/aa4286c5750e134794dbf9fbe7b095758631c5822da54623f698291038491a70/f7fd67d0a8dc17851e27c43cf0548da69d9854ba3e6cdbd5a6905b3dc6b82fdd"
 	// testKeyring.
 	frozenKeyring = "01" + "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" + "00000002" +
 		"00000001" + "1828ac0686338000" + "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" +
@@ -88,11 +90,33 @@ func TestFrozenEnvelope(t *testing.T) {
 func TestFrozenPhysicalKeys(t *testing.T) {
 	t.Parallel()
 	kr := testKeyring(t)
-	if got := kr.dataKey("kv/a"); got != frozenDataKey {
-		t.Errorf("dataKey(kv/a) = %s, want %s", got, frozenDataKey)
+	for _, c := range []struct{ name, got, want string }{
+		{"dataKey(kv/a)", kr.dataKey("kv/a"), frozenEntryKey},
+		{"entryKey(kv/, a)", kr.entryKey("kv/", "a"), frozenEntryKey},
+		{"v1DataKey(kv/a)", kr.v1DataKey("kv/a"), frozenV1DataKey},
+		{"v1EntryKey(kv/, a)", kr.v1EntryKey("kv/", "a"), frozenV1EntryKey},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.name, c.got, c.want)
+		}
 	}
-	if got := kr.entryKey("kv/", "a"); got != frozenEntryKey {
-		t.Errorf("entryKey(kv/, a) = %s, want %s", got, frozenEntryKey)
+}
+
+// TestFrozenEntryPacking pins how an entry joins its two envelopes.
+func TestFrozenEntryPacking(t *testing.T) {
+	t.Parallel()
+	name, value := seq(0x10, 3), seq(0x80, 2)
+	if got, want := hex.EncodeToString(packEntry(name, value)), "03"+"101112"+"8081"; got != want {
+		t.Errorf("packEntry = %s, want %s", got, want)
+	}
+	long := seq(0, 200)
+	got := packEntry(long, nil)
+	if hex.EncodeToString(got[:2]) != "c801" || len(got) != 202 {
+		t.Errorf("packEntry of a 200-byte name starts %x (%d bytes), want c801 (202 bytes)", got[:2], len(got))
+	}
+	n, v, err := unpackEntry(got)
+	if err != nil || !bytes.Equal(n, long) || len(v) != 0 {
+		t.Errorf("unpackEntry(packEntry(long, nil)) = %x, %x, %v", n, v, err)
 	}
 }
 
