@@ -284,7 +284,7 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 		status = resp.StatusCode
 	}
 	if !resp.Inline {
-		writeJSON(w, status, env)
+		writeEnvelope(w, status, &env)
 		return
 	}
 	// Older sys endpoints repeat data's fields at the top level.
@@ -303,6 +303,29 @@ func writeResponse(w http.ResponseWriter, req *logical.Request, resp *logical.Re
 		top[k] = v
 	}
 	writeJSON(w, status, top)
+}
+
+// writeEnvelope writes env as writeJSON would, without reflection for the
+// common types (see jsonw.go).
+func writeEnvelope(w http.ResponseWriter, status int, env *envelope) {
+	bp := bufPool.Get().(*[]byte)
+	b, err := appendEnvelope((*bp)[:0], env)
+	if err != nil {
+		writeJSON(w, status, env)
+		return
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if status != http.StatusNoContent && status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(len(b)))
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	if cap(b) <= maxPooledBuf {
+		*bp = b
+		bufPool.Put(bp)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

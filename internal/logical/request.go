@@ -115,7 +115,10 @@ func (e *FieldError) Error() string { return fmt.Sprintf("a value is not a valid
 // means "nothing": 404 for a read, 204 for anything else.
 type Response struct {
 	// Data is marshalled as the envelope's "data"; usually map[string]any
-	// or a struct with json tags.
+	// or a struct with json tags. A json.RawMessage inside it is written
+	// as it is, unchecked: it must be JSON as json.Marshal writes it
+	// (compact, HTML-escaped), such as a value json.Marshal produced and
+	// the engine stored.
 	Data any
 	// Auth is set by logins and token creation.
 	Auth *Auth
