@@ -418,7 +418,7 @@ func (b *Broker) Hash(ctx context.Context, name, input string) (string, error) {
 	if !ok {
 		return "", coded(ErrNoDevice, logical.Invalid, "audit: unknown audit device %q", name)
 	}
-	return hmacValue(d.salt, input), nil
+	return d.mac.value(input), nil
 }
 
 // DeviceInfo describes an enabled device for sys/audit.
@@ -537,20 +537,27 @@ func prepareResponse(in *Input, resp *logical.Response, respErr error, now time.
 	}
 	p.err = errorMessage(respErr)
 	if resp != nil && resp.Data != nil {
-		raw, err := json.Marshal(resp.Data)
+		v, err := responseValue(resp.Data)
 		if err != nil {
 			return nil, fmt.Errorf("encode response data: %v", err)
 		}
-		p.respData = decodeData(raw)
+		p.respData = v
 	}
 	return p, nil
 }
 
+// requestData returns the data of in: its body's JSON, or its query
+// parameters when the body has none. The body's is parsed once for the
+// request and the response entry.
 func requestData(in *Input) any {
-	if v := decodeData(in.Body); v != nil {
+	if len(in.Body) > 0 && len(in.parsedBody) == len(in.Body) && &in.parsedBody[0] == &in.Body[0] {
+		return in.bodyData
+	}
+	if v := parseBody(in.Body); v != nil {
+		in.bodyData, in.parsedBody = v, in.Body
 		return v
 	}
-	return queryData(in.Query)
+	return queryValue(in.Query)
 }
 
 func (b *Broker) active() ([]*device, error) {
@@ -573,7 +580,7 @@ func (b *Broker) dispatch(ctx context.Context, devs []*device, p *prepared) erro
 	start := time.Now()
 	waiting := map[*device]time.Time{}
 	for _, d := range devs {
-		body, err := p.render(d.salt, d.opts.hmacAccessor)
+		body, err := p.render(d.mac, d.opts.hmacAccessor)
 		if err != nil {
 			continue
 		}

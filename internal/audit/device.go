@@ -70,6 +70,7 @@ type device struct {
 	rec  record
 	opts options
 	salt []byte
+	mac  *macKey // HMACs keyed with salt
 	priv ed25519.PrivateKey
 	pub  string
 
@@ -104,7 +105,7 @@ func newDevice(b *Broker, rec record, opts options, st chainState) (*device, err
 	}
 	priv := ed25519.NewKeyFromSeed(rec.Seed)
 	d := &device{
-		b: b, rec: rec, opts: opts, salt: []byte(rec.Salt), priv: priv,
+		b: b, rec: rec, opts: opts, salt: []byte(rec.Salt), mac: newMACKey([]byte(rec.Salt)), priv: priv,
 		pub:    FormatPublicKey(priv.Public().(ed25519.PublicKey)),
 		queue:  make(chan job, opts.queueSize),
 		ctrl:   make(chan ctrl),
