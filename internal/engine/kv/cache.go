@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/coffer-dev/coffer/internal/logical"
@@ -15,8 +16,10 @@ import (
 // which drops the keys it touches; a generation counter stops a read that
 // raced with a write from caching what it read before the write.
 //
-// Cached metadata is shared and must not be changed: writers never use
-// the cache (they read storage under the key's lock).
+// Cached metadata is shared and must not be changed: a writer takes a
+// private copy (metaForWrite) under the key's lock, and after its write
+// succeeds hands the new metadata and version to the cache (set), so the
+// next read or write of the key finds them without touching storage.
 type readCache struct {
 	mu   sync.RWMutex // guards following
 	gen  uint64
@@ -64,6 +67,17 @@ func (c *readCache) put(gen uint64, k string, m *keyMeta, raw []byte) {
 		c.data[k] = raw
 		c.size += len(raw)
 	}
+}
+
+// set records what a writer just stored at k (m and/or raw; nil leaves
+// that part alone). The writer holds the key's lock and its write has
+// already dropped k, so a reader that raced with it cannot cache an older
+// value afterwards (the generation moved on).
+func (c *readCache) set(k string, m *keyMeta, raw []byte) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	c.put(gen, k, m, raw)
 }
 
 func (c *readCache) drop(k string) {
@@ -118,6 +132,30 @@ func (b *V2) readMeta(ctx context.Context, key string) (*keyMeta, error) {
 		b.cache.put(gen, k, m, nil)
 	}
 	return m, err
+}
+
+// metaForWrite is getMeta for a writer holding the key's lock: a private
+// copy of the cached metadata when there is one (no storage read,
+// decryption or decoding), else what storage holds.
+func (b *V2) metaForWrite(ctx context.Context, key string) (*keyMeta, error) {
+	if b.cache != nil {
+		if m, _ := b.cache.getMeta(metaKey(key)); m != nil {
+			return m.clone(), nil
+		}
+	}
+	return getMeta(ctx, b.s, key)
+}
+
+// clone returns a deep copy of m.
+func (m *keyMeta) clone() *keyMeta {
+	c := *m
+	c.CustomMetadata = maps.Clone(m.CustomMetadata)
+	c.Versions = make(map[uint64]*versionMeta, len(m.Versions))
+	for n, vm := range m.Versions {
+		v := *vm
+		c.Versions[n] = &v
+	}
+	return &c
 }
 
 // readVersionRaw returns a live version's stored JSON object.

@@ -334,7 +334,7 @@ func (b *V2) writeVersion(ctx context.Context, req *logical.Request, key string,
 	mu := b.locks.forKey(key)
 	mu.Lock()
 	defer mu.Unlock()
-	m, err := getMeta(ctx, b.s, key)
+	m, err := b.metaForWrite(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -371,6 +371,10 @@ func (b *V2) addVersionLocked(ctx context.Context, key string, m *keyMeta, c con
 	ops = append(ops, metaOp)
 	if err := b.s.Apply(ctx, ops); err != nil {
 		return nil, wrap(err, "write version")
+	}
+	if b.cache != nil {
+		b.cache.set(metaKey(key), m, nil)
+		b.cache.set(versionKey(key, n), nil, raw)
 	}
 	return &logical.Response{Data: versionData(n, m.Versions[n], m)}, nil
 }
