@@ -86,7 +86,6 @@ func TestCacheWriteThrough(t *testing.T) {
 	}
 }
 
-
 // A write that fails leaves neither its metadata nor its version in the
 // cache: the next read and write see what storage holds.
 func TestCacheFailedWrite(t *testing.T) {
