@@ -34,6 +34,11 @@ type Cluster interface {
 	AppliedIndex() uint64
 	// WaitForIndex waits until this node has applied idx or ctx is done.
 	WaitForIndex(ctx context.Context, idx uint64) error
+	// InContact reports whether this standby heard from the active node
+	// recently enough (raft's heartbeat timeout) to serve reads from its
+	// local store; a standby out of contact, for example in a minority
+	// partition, forwards instead.
+	InContact() bool
 	// Join starts joining the cluster whose active node (or any node)
 	// answers at leaderAPIAddr, trusting caCertPEM for its API's TLS
 	// (empty: the system roots). The node must be uninitialized; it gets
@@ -175,8 +180,12 @@ func (s *server) setIndex(w http.ResponseWriter, req *logical.Request) {
 
 // standby serves req on a standby: reads of KV mounts locally (after
 // waiting for the client's X-Vault-Index), everything else forwarded to the
-// active node. It reports false on the active node (or without a cluster):
-// the caller serves the request.
+// active node. A standby that has not heard from the active node within
+// raft's heartbeat timeout (Cluster.InContact) serves nothing locally: its
+// store may lack writes committed by the rest of the cluster, so it
+// forwards, and answers 503 when no active node is reachable. It reports
+// false on the active node (or without a cluster): the caller serves the
+// request.
 func (s *server) standby(w http.ResponseWriter, r *http.Request, req *logical.Request, body []byte) bool {
 	if s.cluster == nil || s.cluster.Active() {
 		return false
@@ -185,8 +194,8 @@ func (s *server) standby(w http.ResponseWriter, r *http.Request, req *logical.Re
 		writeError(w, s.logger, logical.Errorf(logical.Unavailable, "this node is no longer the active node: retry the request"))
 		return true
 	}
-	local := true
-	if idx := decodeIndex(r.Header.Values(indexHeader)); idx > 0 {
+	local := s.cluster.InContact()
+	if idx := decodeIndex(r.Header.Values(indexHeader)); idx > 0 && local {
 		ctx, cancel := context.WithTimeout(r.Context(), standbyIndexWait)
 		local = s.cluster.WaitForIndex(ctx, idx) == nil
 		cancel()
@@ -461,8 +470,10 @@ type autopilotConfigJSON struct {
 	DisableUpgradeMigration        bool   `json:"disable_upgrade_migration"`
 }
 
+// raftAutopilotConfig answers with the active node's configuration (a
+// standby forwards): the one autopilot uses.
 func (s *server) raftAutopilotConfig(w http.ResponseWriter, r *http.Request) {
-	if s.noCluster(w) || !s.raftAuthorize(w, r, logical.ReadOperation, "sys/storage/raft/autopilot/configuration") {
+	if s.noCluster(w) || s.forwardIfStandby(w, r) || !s.raftAuthorize(w, r, logical.ReadOperation, "sys/storage/raft/autopilot/configuration") {
 		return
 	}
 	c := s.cluster.AutopilotConfig()

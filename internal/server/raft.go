@@ -370,6 +370,7 @@ func (c *cluster) watchLeadership(b *raft.Backend) {
 				c.mu.Unlock()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				c.publishLeader(ctx)
+				c.loadAutopilot(ctx)
 				cancel()
 			}
 		}
@@ -465,6 +466,7 @@ func (c *cluster) Unsealed(ctx context.Context, s logical.Storage) error {
 	}
 	if c.Active() {
 		c.publishLeader(ctx)
+		c.loadAutopilot(ctx)
 		var b [16]byte
 		rand.Read(b[:])
 		if err := s.Put(ctx, generationKey, []byte(hex.EncodeToString(b[:]))); err != nil {
@@ -505,6 +507,13 @@ func (c *cluster) AppliedIndex() uint64 {
 		return b.AppliedIndex()
 	}
 	return 0
+}
+
+// InContact implements httpapi.Cluster: raft's follower contact with the
+// leader, within the heartbeat timeout.
+func (c *cluster) InContact() bool {
+	b := c.raft()
+	return b != nil && b.InContact()
 }
 
 // WaitForIndex implements httpapi.Cluster.
@@ -776,8 +785,37 @@ func (c *cluster) AutopilotConfig() raft.AutopilotConfig {
 	return raft.AutopilotConfig{}
 }
 
-// SetAutopilotConfig stores the configuration in the barrier (so a new
-// leader uses it: loadAutopilot at unseal) and applies it here.
+// loadAutopilot applies the autopilot configuration stored at
+// autopilotKey, if the barrier is open and one was stored: every node that
+// becomes the active node calls it (on leadership and at unseal), so the
+// configuration survives a failover. Nothing stored: the defaults stay.
+func (c *cluster) loadAutopilot(ctx context.Context) {
+	b := c.raft()
+	c.mu.RLock()
+	st := c.store
+	c.mu.RUnlock()
+	if b == nil || st == nil || !c.Active() {
+		return
+	}
+	raw, err := st.Get(ctx, autopilotKey)
+	if errors.Is(err, logical.ErrNotFound) {
+		return
+	}
+	var cfg raft.AutopilotConfig
+	if err == nil {
+		err = json.Unmarshal(raw, &cfg)
+	}
+	if err != nil {
+		c.logger.Warn("raft: could not load the stored autopilot configuration; keeping the one in use", "err", err)
+		return
+	}
+	b.SetAutopilotConfig(cfg)
+	c.logger.Info("raft: autopilot configuration loaded")
+}
+
+// SetAutopilotConfig stores the configuration in the barrier (replicated
+// through raft, so a new active node applies it: loadAutopilot) and
+// applies it here.
 func (c *cluster) SetAutopilotConfig(ctx context.Context, cfg raft.AutopilotConfig) error {
 	b := c.raft()
 	c.mu.RLock()

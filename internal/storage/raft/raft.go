@@ -375,6 +375,31 @@ func (b *Backend) LeaderAddr() string {
 	return addr
 }
 
+// ReadBound is how long a follower may go without hearing from the leader
+// and still serve reads from its local store: the heartbeat timeout (1 s ×
+// PerformanceMultiplier). A follower cut off from the leader for longer has
+// stopped believing in it (raft starts an election after the same timeout),
+// and the rest of the cluster may already have committed writes it lacks.
+func (b *Backend) ReadBound() time.Duration { return b.unit }
+
+// InContact reports whether this node is a follower that heard from a known
+// leader (an append or a heartbeat) within ReadBound. It is false on the
+// leader itself, on a candidate, and on a follower in a minority
+// partition: such a node should not serve reads without an index from its
+// local store, since a write committed elsewhere may be missing from it.
+// While it is true, the local store lags the leader's by at most ReadBound
+// plus the time to apply what arrived.
+func (b *Backend) InContact() bool {
+	if b.raft.State() != hraft.Follower {
+		return false
+	}
+	if addr, _ := b.raft.LeaderWithID(); addr == "" {
+		return false
+	}
+	last := b.raft.LastContact()
+	return !last.IsZero() && time.Since(last) <= b.unit
+}
+
 // LeaderCh delivers true when this node becomes leader, after it has
 // applied every entry committed by earlier leaders (a raft barrier), and
 // false when it stops being leader. Only the latest value is kept: a slow

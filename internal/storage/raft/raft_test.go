@@ -373,3 +373,28 @@ func TestApplyRejectsBadOps(t *testing.T) {
 	}
 	wantMissing(t, b, "b")
 }
+
+// TestInContact: followers that hear from the leader may serve local reads;
+// the leader, and a follower cut off for longer than ReadBound, may not.
+func TestInContact(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.leader()
+	if leader.b.InContact() {
+		t.Errorf("the leader says InContact")
+	}
+	var follower *testNode
+	for _, nd := range c.nodes {
+		if nd != leader {
+			follower = nd
+		}
+	}
+	waitFor(t, 5*time.Second, "a follower in contact", follower.b.InContact)
+	follower.faults.setCut(true)
+	start := time.Now()
+	waitFor(t, 10*time.Second, "the cut follower out of contact", func() bool { return !follower.b.InContact() })
+	if took := time.Since(start); took > follower.b.ReadBound()+2*time.Second {
+		t.Errorf("out of contact %v after the cut, want about ReadBound (%v)", took, follower.b.ReadBound())
+	}
+	follower.faults.setCut(false)
+	waitFor(t, 20*time.Second, "the healed follower back in contact", follower.b.InContact)
+}
