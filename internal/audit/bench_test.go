@@ -3,7 +3,9 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +85,12 @@ func BenchmarkLogKVRead(b *testing.B) {
 	ctx := context.Background()
 	b.SetParallelism(8) // 16 goroutines on 2 cores
 	b.ReportAllocs()
+	writes := writeSyscalls()
+	defer func() {
+		if w := writeSyscalls(); w >= 0 && writes >= 0 {
+			b.ReportMetric(float64(w-writes)/float64(2*b.N), "writes/entry")
+		}
+	}()
 	b.RunParallel(func(pb *testing.PB) {
 		in, resp := kvRead()
 		for pb.Next() {
@@ -96,4 +104,23 @@ func BenchmarkLogKVRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// writeSyscalls returns the process's write system calls so far (Linux's
+// /proc/self/io), or -1.
+func writeSyscalls() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }

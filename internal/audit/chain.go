@@ -25,13 +25,18 @@ func lineHash(line []byte) string {
 
 // frame prepends seq and prev_hash to body, a JSON object.
 func frame(seq uint64, prev string, body []byte) []byte {
-	b := make([]byte, 0, len(body)+120)
-	b = append(b, `{"seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `,"prev_hash":"`...)
-	b = append(b, prev...)
-	b = append(b, `",`...)
-	return append(b, body[1:]...)
+	return appendFrame(make([]byte, 0, len(body)+120), seq, prev, body)
+}
+
+// appendFrame appends body, a JSON object, with seq and prev_hash
+// prepended, to dst.
+func appendFrame[S string | []byte](dst []byte, seq uint64, prev S, body []byte) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"prev_hash":"`...)
+	dst = append(dst, prev...)
+	dst = append(dst, `",`...)
+	return append(dst, body[1:]...)
 }
 
 // checkpointBody is the device-specific part of a checkpoint line.

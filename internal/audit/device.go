@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +94,10 @@ type device struct {
 	stopReason string // the closing checkpoint's reason; "" means shutdown
 
 	// Owned by the run goroutine.
+	jobs            []job       // the batch being written
+	batch           []byte      // its framed lines
+	lines           []batchLine // and where each ends
+	prevBuf         []byte
 	seq             uint64
 	prev            string
 	sinceCheckpoint int
@@ -302,35 +308,145 @@ func (d *device) reply(j job, err error) {
 	}
 }
 
+// Batches: a device's goroutine writes what its queue holds at once, up
+// to these bounds.
+const (
+	maxBatch      = 64
+	maxBatchBytes = 256 << 10
+)
+
+// batchLine is one framed line of a batch.
+type batchLine struct {
+	end     int               // where the line (with its newline) ends in batch
+	sum     [sha256.Size]byte // the line's hash
+	job     int               // the entry's index in the batch's jobs; -1 for a dropped line
+	dropped uint64            // a dropped line's count
+}
+
+// handle writes j and the entries queued behind it, up to maxBatch, in as
+// few writes as the chain allows (an interval checkpoint follows the last
+// entry of its interval, as when lines are written one by one), and
+// replies to each entry once its line is written or lost. An entry whose
+// line a failed write cut is lost; the entries after it are tried again
+// as new ones, after the sink reopens.
 func (d *device) handle(j job) {
-	if err := d.ensureOpen(false); err != nil {
-		d.lost(1)
-		d.reply(j, err)
-		return
+	jobs := append(d.jobs[:0], j)
+	for len(jobs) < maxBatch {
+		select {
+		case j := <-d.queue:
+			jobs = append(jobs, j)
+			continue
+		default:
+		}
+		break
 	}
-	if n := d.pendingDrops.Swap(0); n > 0 {
-		body, _ := marshalLine(droppedBody{Time: d.b.now().UTC(), Type: "dropped", Dropped: n})
-		if err := d.writeBody(body); err != nil {
-			d.pendingDrops.Add(n)
-			d.lost(1)
-			d.reply(j, err)
-			return
+	ok := true
+	for rest := jobs; len(rest) > 0; {
+		if err := d.ensureOpen(false); err != nil {
+			for _, j := range rest {
+				d.lost(1)
+				d.reply(j, err)
+			}
+			ok = false
+			break
+		}
+		var n int
+		n, ok = d.flush(rest[:d.frame(rest)])
+		rest = rest[n:]
+		if d.sinceCheckpoint >= CheckpointInterval {
+			d.writeCheckpoint("interval")
 		}
 	}
-	if err := d.writeBody(j.body); err != nil {
-		d.lost(1)
-		d.reply(j, err)
-		return
-	}
-	d.written.Add(1)
-	d.reply(j, nil)
-	d.sinceCheckpoint++
-	if d.sinceCheckpoint >= CheckpointInterval {
-		d.writeCheckpoint("interval")
-	}
-	if len(d.queue) == 0 {
+	clear(jobs) // the bodies and reply channels are garbage now
+	d.jobs = jobs[:0]
+	if ok && len(d.queue) == 0 {
 		d.setOK()
 	}
+}
+
+// frame frames entries of jobs (each after a dropped line when entries
+// were lost before it) into d.batch and returns how many it took: at least
+// one, at most what fits in maxBatchBytes and what the current checkpoint
+// interval has left.
+func (d *device) frame(jobs []job) int {
+	d.batch, d.lines = d.batch[:0], d.lines[:0]
+	seq := d.seq
+	d.prevBuf = append(d.prevBuf[:0], d.prev...)
+	add := func(body []byte, job int, dropped uint64) {
+		seq++
+		start := len(d.batch)
+		d.batch = appendFrame(d.batch, seq, d.prevBuf, body)
+		l := batchLine{job: job, dropped: dropped, sum: sha256.Sum256(d.batch[start:])}
+		d.batch = append(d.batch, '\n')
+		l.end = len(d.batch)
+		d.lines = append(d.lines, l)
+		d.prevBuf = hex.AppendEncode(append(d.prevBuf[:0], "sha256:"...), l.sum[:])
+	}
+	left := CheckpointInterval - d.sinceCheckpoint
+	n := 0
+	for n < len(jobs) && (n == 0 || n < left && len(d.batch) < maxBatchBytes) {
+		if k := d.pendingDrops.Swap(0); k > 0 {
+			body, _ := marshalLine(droppedBody{Time: d.b.now().UTC(), Type: "dropped", Dropped: k})
+			add(body, -1, k)
+		}
+		add(jobs[n].body, n, 0)
+		n++
+	}
+	return n
+}
+
+// flush writes the framed batch of jobs in one write and advances the
+// chain over the lines written. It returns how many jobs it is done with
+// (all unless the write failed, then those written and the one cut) and
+// whether the write succeeded. On failure the sink is closed, to be
+// reopened by a later entry.
+func (d *device) flush(jobs []job) (done int, ok bool) {
+	var written int
+	var err error
+	if s := d.currentSink(); s == nil {
+		err = errStopped
+	} else if written, err = s.write(d.batch); err != nil {
+		d.writeErrors.Add(1)
+		d.setFailed("write: " + err.Error())
+		d.closeSink()
+	}
+	committed := 0
+	for _, l := range d.lines {
+		if l.end > written {
+			break
+		}
+		committed++
+		d.seq++
+		if l.job >= 0 {
+			d.written.Add(1)
+			d.sinceCheckpoint++
+		}
+	}
+	if committed > 0 {
+		d.prev = "sha256:" + hex.EncodeToString(d.lines[committed-1].sum[:])
+	}
+	if err == nil {
+		for _, j := range jobs {
+			d.reply(j, nil)
+		}
+		return len(jobs), true
+	}
+	// Reply to the entries written, lose the one whose line (or whose
+	// dropped line) was cut, and count again the drops not recorded.
+	done = len(jobs)
+	for i, l := range d.lines {
+		switch {
+		case i < committed && l.job >= 0:
+			d.reply(jobs[l.job], nil)
+		case i >= committed && l.dropped > 0:
+			d.pendingDrops.Add(l.dropped)
+		case i >= committed && done == len(jobs):
+			d.lost(1)
+			d.reply(jobs[l.job], err)
+			done = l.job + 1
+		}
+	}
+	return done, false
 }
 
 // droppedBody records, in the chain, how many entries a device lost.
@@ -356,7 +472,7 @@ func (d *device) writeBody(body []byte) error {
 		return errStopped
 	}
 	line := frame(d.seq+1, d.prev, body)
-	if err := s.write(line); err != nil {
+	if _, err := s.write(append(line, '\n')); err != nil {
 		d.writeErrors.Add(1)
 		d.setFailed("write: " + err.Error())
 		d.closeSink()

@@ -10,12 +10,14 @@ import (
 	"time"
 )
 
-// sink is where a device's lines go. write writes one whole line; close is
-// idempotent and may be called from another goroutine to interrupt a
-// blocked write (it does for FIFOs, pipes and sockets; a write stuck in a
-// regular file's syscall cannot be interrupted).
+// sink is where a device's lines go. write writes b, whole lines each
+// ending in a newline, in one call where the sink allows, and returns how
+// many bytes it wrote (all of them unless err is set); close is idempotent
+// and may be called from another goroutine to interrupt a blocked write
+// (it does for FIFOs, pipes and sockets; a write stuck in a regular file's
+// syscall cannot be interrupted).
 type sink interface {
-	write(line []byte) error
+	write(b []byte) (int, error)
 	close() error
 }
 
@@ -26,10 +28,7 @@ type fileSink struct {
 	err     error
 }
 
-func (s *fileSink) write(line []byte) error {
-	_, err := s.f.Write(append(line, '\n'))
-	return err
-}
+func (s *fileSink) write(b []byte) (int, error) { return s.f.Write(b) }
 
 func (s *fileSink) close() error {
 	s.once.Do(func() {
@@ -42,8 +41,8 @@ func (s *fileSink) close() error {
 
 type discardSink struct{}
 
-func (discardSink) write([]byte) error { return nil }
-func (discardSink) close() error       { return nil }
+func (discardSink) write(b []byte) (int, error) { return len(b), nil }
+func (discardSink) close() error                { return nil }
 
 type connSink struct {
 	c            net.Conn
@@ -51,12 +50,11 @@ type connSink struct {
 	once         sync.Once
 }
 
-func (s *connSink) write(line []byte) error {
+func (s *connSink) write(b []byte) (int, error) {
 	if err := s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
-		return err
+		return 0, err
 	}
-	_, err := s.c.Write(append(line, '\n'))
-	return err
+	return s.c.Write(b)
 }
 
 func (s *connSink) close() error {
