@@ -141,6 +141,11 @@ func TestRaftHAPartitionAndLeaseExpiry(t *testing.T) {
 		t.Fatalf("the token before the cut: lease stored %v, accessor stored %v; want both", l, a)
 	}
 
+	// A secret the majority will overwrite after the cut.
+	if _, err := c1.KVv2("secret").Put(ctx(t), "stale", map[string]any{"v": "before-cut"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// A writer on the active node, recording what was acknowledged.
 	var (
 		mu    sync.Mutex
@@ -231,6 +236,28 @@ func TestRaftHAPartitionAndLeaseExpiry(t *testing.T) {
 	if _, err := cn.KVv2("secret").Put(ctx(t), "majority", map[string]any{"v": "ok"}); err != nil {
 		t.Fatalf("write on the new leader: %v", err)
 	}
+
+	// The cut node does not serve its stale copy to a client that sends no
+	// X-Vault-Index: it has not heard from a leader, so it does not read
+	// locally, and it knows no active node to forward to: a retryable 503.
+	if _, err := cn.KVv2("secret").Put(ctx(t), "stale", map[string]any{"v": "after-cut"}); err != nil {
+		t.Fatalf("overwrite on the new leader: %v", err)
+	}
+	for _, path := range []string{"stale", "majority"} {
+		status, raw, _ := rawDo(t, "GET", p1.addr+"/v1/secret/data/"+path, root, nil, nil)
+		if strings.Contains(string(raw), "before-cut") || status != 503 || !strings.Contains(string(raw), "retry") {
+			t.Errorf("read of %s on the cut node: %d %s; want 503 asking to retry, never the value from before the cut", path, status, raw)
+		}
+	}
+	if status, raw, _ := rawDo(t, "LIST", p1.addr+"/v1/secret/metadata/", root, nil, nil); status != 503 {
+		t.Errorf("list on the cut node: %d %s, want 503", status, raw)
+	}
+	// The remaining standby, in contact with the new leader, serves the
+	// new value.
+	waitFor(t, "the other standby serves the overwrite", 10*time.Second, func() bool {
+		status, raw, _ := rawDo(t, "GET", other.addr+"/v1/secret/data/stale", root, nil, nil)
+		return status == 200 && strings.Contains(string(raw), "after-cut")
+	})
 
 	// Subscribers on the remaining standby are served by the new leader.
 	waitFor(t, "the other node follows the new leader", 20*time.Second, func() bool {

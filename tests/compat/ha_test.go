@@ -267,6 +267,14 @@ func TestRaftHACluster(t *testing.T) {
 		other = p3
 	}
 	t.Logf("new leader %s after SIGKILL of the old one", took.Round(time.Millisecond))
+	// The new active node uses the autopilot configuration set on the old
+	// one (stored through raft), and a standby answers with it too.
+	for _, p := range []*proc{next, other} {
+		waitFor(t, "the autopilot configuration after failover", 10*time.Second, func() bool {
+			status, raw, _ := rawDo(t, "GET", p.addr+"/v1/sys/storage/raft/autopilot/configuration", root, nil, nil)
+			return status == 200 && strings.Contains(string(raw), `"server_stabilization_time":"1s"`) && strings.Contains(string(raw), `"last_contact_threshold":"5s"`)
+		})
+	}
 	cn := next.client(t, root)
 	for i := range 50 {
 		s, err := cn.KVv2("secret").Get(ctx(t), fmt.Sprintf("k%d", i))
