@@ -174,6 +174,11 @@ type Auth struct {
 	// Alias identifies who logged in, stable across logins (e.g. a service
 	// account's UID), for audit and reuse accounting.
 	Alias string `json:"-"`
+	// BoundCIDRs are the canonical CIDR blocks ("10.0.0.0/8") the minted
+	// token is bound to (token_bound_cidrs): the core stores them in the
+	// token, which is then refused on every use from any other address.
+	// Nil binds the token to no address.
+	BoundCIDRs []string `json:"-"`
 }
 
 // SecretLease asks the core to put a dynamic secret under a lease. The core

@@ -6,8 +6,10 @@
 //
 // An auth method stores a Params in each role, embeds a Request in the
 // role's write request and calls Apply, answers reads with Fill, and
-// builds a login's logical.Auth with Auth, which also enforces
-// token_bound_cidrs. Everything here is pure: no storage, no state.
+// builds a login's logical.Auth with Auth, which refuses a login from
+// outside token_bound_cidrs and carries them into the Auth so that the
+// core binds the minted token to them (the core then refuses the token on
+// every use from elsewhere). Everything here is pure: no storage, no state.
 package tokenparams
 
 import (
@@ -180,6 +182,24 @@ func RemoteAllowed(cidrs []string, remote string) bool {
 	return false
 }
 
+// FormatCIDRs returns canonical CIDR blocks as Vault shows a token's
+// bound_cidrs: a block of one address (/32, /128) as the bare address
+// ("127.0.0.1"), any other as it is ("10.0.0.0/8"). It returns nil for an
+// empty list; an entry that does not parse is kept unchanged.
+func FormatCIDRs(cidrs []string) []string {
+	if len(cidrs) == 0 {
+		return nil
+	}
+	out := make([]string, len(cidrs))
+	for i, c := range cidrs {
+		out[i] = c
+		if p, err := netip.ParsePrefix(c); err == nil && p.IsSingleIP() {
+			out[i] = p.Addr().String()
+		}
+	}
+	return out
+}
+
 // RemoteAddr returns the IP address of "ip:port" or "ip", IPv4-mapped
 // addresses unmapped. The error does not repeat remote.
 func RemoteAddr(remote string) (netip.Addr, error) {
@@ -227,9 +247,10 @@ var ErrCIDR = &logical.Error{Code: logical.PermissionDenied, Message: "permissio
 
 // Auth returns a new login Auth for p (the caller adds metadata and a
 // display name), or ErrCIDR when remote is outside token_bound_cidrs. Its
-// MaxTTL is the lesser of token_max_ttl and token_explicit_max_ttl. The
-// token store does not enforce bound CIDRs on every use, so they are
-// checked here, at login.
+// MaxTTL is the lesser of token_max_ttl and token_explicit_max_ttl, and
+// its BoundCIDRs are token_bound_cidrs (a copy), which the minted token
+// keeps: the login is refused here from outside them, and every later use
+// of the token is refused by the core.
 func (p *Params) Auth(remote string) (*logical.Auth, error) {
 	if !RemoteAllowed(p.BoundCIDRs, remote) {
 		return nil, ErrCIDR
@@ -239,11 +260,12 @@ func (p *Params) Auth(remote string) (*logical.Auth, error) {
 		maxTTL = p.ExplicitMaxTTL
 	}
 	return &logical.Auth{
-		Policies:  append([]string(nil), p.Policies...),
-		TTL:       p.TTL,
-		MaxTTL:    maxTTL,
-		Period:    p.Period,
-		NumUses:   p.NumUses,
-		Renewable: true,
+		Policies:   append([]string(nil), p.Policies...),
+		TTL:        p.TTL,
+		MaxTTL:     maxTTL,
+		Period:     p.Period,
+		NumUses:    p.NumUses,
+		Renewable:  true,
+		BoundCIDRs: slices.Clone(p.BoundCIDRs),
 	}, nil
 }
