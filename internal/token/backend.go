@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -182,6 +183,10 @@ func (s *Store) lookupData(e *Entry, token string) map[string]any {
 	}
 	if e.Role != "" {
 		d["role"] = e.Role
+	}
+	if len(e.BoundCIDRs) > 0 {
+		// As Vault: present only for a bound token.
+		d["bound_cidrs"] = tokenparams.FormatCIDRs(e.BoundCIDRs)
 	}
 	return d
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
@@ -36,6 +37,12 @@ type CreateRequest struct {
 	// Path is the request path recorded in the token; empty is
 	// "auth/token/create". Not read from the body.
 	Path string `json:"-"`
+	// BoundCIDRs binds an orphan created without a role to these CIDR
+	// blocks (or bare addresses); the core sets them from a login's
+	// token_bound_cidrs. Not read from the body: as in Vault, a token
+	// created through the API gets bound CIDRs only from its role or,
+	// without a role, from its parent.
+	BoundCIDRs []string `json:"-"`
 	// orphan is set by the create-orphan endpoint.
 	orphan bool
 }
@@ -75,8 +82,10 @@ func subset(super, sub []string) bool {
 // NoDefaultPolicy, "root" stands alone, id/no_parent/period need a root
 // parent, the TTL is capped by the mount's max TTL, the explicit max TTL
 // and (unless orphan) the parent's remaining life, and a root-policy
-// token without TTL never expires. Invalid requests are *logical.Error
-// with code Invalid.
+// token without TTL never expires. Bound CIDRs come, as in Vault, from
+// the role when there is one (even none), else from the parent for a
+// child and from req.BoundCIDRs for an orphan; a token that never expires
+// is bound to none. Invalid requests are *logical.Error with code Invalid.
 func (s *Store) Create(ctx context.Context, parent *Entry, req CreateRequest) (string, *Entry, error) {
 	now := s.now()
 	parentRoot := parent == nil || parent.IsRoot()
@@ -241,6 +250,27 @@ func (s *Store) Create(ctx context.Context, parent *Entry, req CreateRequest) (s
 		renewable = false
 	}
 
+	// Bound CIDRs, as in Vault: a role's replace the parent's (a role may
+	// widen them); without a role a child keeps its parent's and an orphan
+	// takes the request's.
+	var cidrs []string
+	switch {
+	case role != nil:
+		cidrs = slices.Clone(role.TokenBoundCIDRs)
+	case !orphan:
+		cidrs = slices.Clone(parent.BoundCIDRs)
+	default:
+		c, err := tokenparams.ParseCIDRs("bound_cidrs", req.BoundCIDRs)
+		if err != nil {
+			return "", nil, err
+		}
+		cidrs = c
+	}
+	if ttl == 0 {
+		// As Vault: a token that never expires is not CIDR-bound.
+		cidrs = nil
+	}
+
 	display := "token"
 	if req.DisplayName != "" {
 		display = strings.TrimSuffix(displayNameSanitize.ReplaceAllString("token-"+req.DisplayName, "-"), "-")
@@ -289,6 +319,7 @@ func (s *Store) Create(ctx context.Context, parent *Entry, req CreateRequest) (s
 		Renewable:      renewable,
 		CubbyholeID:    cubby,
 		Type:           "service",
+		BoundCIDRs:     cidrs,
 	}
 	if role != nil {
 		e.Role = role.Name

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
 
@@ -27,6 +28,9 @@ type Role struct {
 	TokenMaxTTL          time.Duration `json:"token_max_ttl"`
 	TokenNoDefaultPolicy bool          `json:"token_no_default_policy"`
 	TokenNumUses         int           `json:"token_num_uses"`
+	// TokenBoundCIDRs (canonical blocks) bind every token created through
+	// the role, replacing the parent's; empty binds them to none.
+	TokenBoundCIDRs []string `json:"token_bound_cidrs,omitempty"`
 }
 
 func validRoleName(name string) bool {
@@ -80,6 +84,8 @@ type roleRequest struct {
 	TokenNoDefaultPolicy *logical.Bool       `json:"token_no_default_policy"`
 	TokenNumUses         *logical.Int        `json:"token_num_uses"`
 	TokenType            *string             `json:"token_type"`
+	TokenBoundCIDRs      *logical.StringList `json:"token_bound_cidrs"`
+	BoundCIDRs           *logical.StringList `json:"bound_cidrs"` // deprecated alias
 }
 
 // apply merges the request into r and validates the result.
@@ -124,6 +130,16 @@ func (q *roleRequest) apply(r *Role) error {
 		}
 		r.TokenNumUses = int(*q.TokenNumUses)
 	}
+	for _, v := range []*logical.StringList{q.TokenBoundCIDRs, q.BoundCIDRs} {
+		if v != nil {
+			cidrs, err := tokenparams.ParseCIDRs("token_bound_cidrs", *v)
+			if err != nil {
+				return err
+			}
+			r.TokenBoundCIDRs = cidrs
+			break
+		}
+	}
 	if q.TokenType != nil {
 		switch *q.TokenType {
 		case "", "service", "default", "default-service":
@@ -146,7 +162,7 @@ func (r *Role) data() map[string]any {
 		return l
 	}
 	secs := func(d time.Duration) int64 { return int64(d / time.Second) }
-	return map[string]any{
+	d := map[string]any{
 		"name":                    r.Name,
 		"allowed_policies":        nonNil(r.AllowedPolicies),
 		"disallowed_policies":     nonNil(r.DisallowedPolicies),
@@ -163,6 +179,11 @@ func (r *Role) data() map[string]any {
 		"token_num_uses":          r.TokenNumUses,
 		"token_type":              "default-service",
 	}
+	if len(r.TokenBoundCIDRs) > 0 {
+		// As Vault: present only when set.
+		d["token_bound_cidrs"] = tokenparams.FormatCIDRs(r.TokenBoundCIDRs)
+	}
+	return d
 }
 
 // Roles lists the token roles with the policies their tokens may get

@@ -51,6 +51,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth/tokenparams"
 	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/logical"
 )
@@ -174,6 +175,19 @@ type Entry struct {
 	Type        string `json:"type"`
 	// Revoking is set once revocation has begun; the token no longer works.
 	Revoking bool `json:"revoking,omitempty"`
+	// BoundCIDRs are the canonical CIDR blocks the token may be used from
+	// (Vault's bound_cidrs); empty: anywhere. See AllowsRemote.
+	BoundCIDRs []string `json:"bound_cidrs,omitempty"`
+}
+
+// AllowsRemote reports whether the token may be used from remote, the
+// client's "ip:port" (or bare IP): always for a token without BoundCIDRs,
+// otherwise only when the address is in one of them. An empty or
+// unparsable remote is in none, so a bound token used where the client's
+// address is unknown is refused. The core asks before every use; a
+// refusal must look like a bad token (Vault: 403 "permission denied").
+func (e *Entry) AllowsRemote(remote string) bool {
+	return tokenparams.RemoteAllowed(e.BoundCIDRs, remote)
 }
 
 // Caller returns who the token's bearer is, for the request pipeline.
