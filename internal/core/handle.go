@@ -137,7 +137,7 @@ func (c *Core) serve(ctx context.Context, st *unsealed, req *logical.Request, in
 
 	var entry *token.Entry
 	if !c.unauthenticated(m, path, rel) {
-		entry, err = c.authenticate(ctx, st, req.ClientToken)
+		entry, err = c.authenticate(ctx, st, req.ClientToken, req.RemoteAddr)
 		if err != nil {
 			return refuse(err)
 		}
@@ -264,6 +264,7 @@ func (c *Core) mintLoginToken(ctx context.Context, st *unsealed, m *mount, path 
 		NumUses:        logical.Int(a.NumUses),
 		Renewable:      &renewable,
 		Path:           path,
+		BoundCIDRs:     a.BoundCIDRs,
 	})
 	if err != nil {
 		return fmt.Errorf("core: mint login token: %w", err)
@@ -280,9 +281,13 @@ func (c *Core) mintLoginToken(ctx context.Context, st *unsealed, m *mount, path 
 	return nil
 }
 
-// authenticate resolves a token to its entry; a missing, unknown or
-// expired token is "permission denied", as in Vault.
-func (c *Core) authenticate(ctx context.Context, st *unsealed, tok string) (*token.Entry, error) {
+// authenticate resolves a token used from remote (the client's
+// "ip:port") to its entry. A missing, unknown or expired token is
+// "permission denied", as in Vault, and so is a token with bound CIDRs
+// used from outside them: the same error, so the refusal tells nothing
+// about the token. An empty remote (a caller that does not know the
+// client's address) is outside every bound CIDR.
+func (c *Core) authenticate(ctx context.Context, st *unsealed, tok, remote string) (*token.Entry, error) {
 	if tok == "" {
 		return nil, logical.ErrPermissionDenied
 	}
@@ -292,6 +297,9 @@ func (c *Core) authenticate(ctx context.Context, st *unsealed, tok string) (*tok
 	}
 	if err != nil {
 		return nil, fmt.Errorf("core: look up token: %w", err)
+	}
+	if !entry.AllowsRemote(remote) {
+		return nil, logical.ErrPermissionDenied
 	}
 	return entry, nil
 }
