@@ -95,8 +95,9 @@ func (c *Core) publishWrite(m *mount, path, rel string, op logical.Operation, re
 // it needs the subscribe capability on sys/events/subscribe/<pattern>, and
 // receives only events whose data path it may read. The caller closes the
 // subscription; it should re-check the token with Authorize from time to
-// time, since the subscription outlives no revocation by much. It is not
-// told the client's address, so a token with bound CIDRs is refused.
+// time, since the subscription outlives no revocation by much. A token
+// with bound CIDRs is checked against the address in ctx
+// (logical.WithRemoteAddr); without one it is refused.
 func (c *Core) Subscribe(ctx context.Context, tok, pattern string) (*events.Subscription, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -104,7 +105,7 @@ func (c *Core) Subscribe(ctx context.Context, tok, pattern string) (*events.Subs
 	if st == nil {
 		return nil, logical.ErrSealed
 	}
-	e, err := c.authenticate(ctx, st, tok, "")
+	e, err := c.authenticate(ctx, st, tok, logical.RemoteAddrFrom(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -130,14 +131,15 @@ const eventRecheck = 30 * time.Second
 func EventRecheckInterval() time.Duration { return eventRecheck }
 
 // CheckToken reports whether tok still authenticates (not revoked, not
-// expired, not bound to CIDRs, since the client's address is not known
-// here): nil, or the error a request with it would get.
+// expired, used from an address its bound CIDRs allow — the one in ctx,
+// see logical.WithRemoteAddr): nil, or the error a request with it would
+// get.
 func (c *Core) CheckToken(ctx context.Context, tok string) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.state == nil {
 		return logical.ErrSealed
 	}
-	_, err := c.authenticate(ctx, c.state, tok, "")
+	_, err := c.authenticate(ctx, c.state, tok, logical.RemoteAddrFrom(ctx))
 	return err
 }

@@ -18,15 +18,16 @@ import (
 // them, and they go through Authorize like every other request.
 
 // Authorize checks that tok may perform op on path (with sudo when the path
-// needs it), for endpoints httpapi serves itself. It is not told the
-// client's address, so a token with bound CIDRs is refused.
+// needs it), for endpoints httpapi serves itself. A token with bound CIDRs
+// is checked against the client's address in ctx (logical.WithRemoteAddr);
+// without one it is refused.
 func (c *Core) Authorize(ctx context.Context, tok string, op logical.Operation, path string) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.state == nil {
 		return logical.ErrSealed
 	}
-	e, err := c.authenticate(ctx, c.state, tok, "")
+	e, err := c.authenticate(ctx, c.state, tok, logical.RemoteAddrFrom(ctx))
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := requestToken(r)
-	sub, err := s.core.Subscribe(r.Context(), tok, pattern)
+	sub, err := s.core.Subscribe(clientCtx(r), tok, pattern)
 	if err != nil {
 		writeError(w, s.logger, err)
 		return
@@ -102,7 +102,7 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 				case <-changed:
 					return
 				case <-recheck.C:
-					if s.core.CheckToken(r.Context(), tok) != nil {
+					if s.core.CheckToken(clientCtx(r), tok) != nil {
 						return // revoked or expired: the stream ends
 					}
 				case e, ok := <-sub.C:

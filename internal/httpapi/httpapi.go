@@ -131,6 +131,13 @@ func hasDotSegment(p string) bool {
 	return false
 }
 
+// clientCtx is r's context carrying the client's address, for the core's
+// entry points that take no logical.Request (a token's bound CIDRs are
+// checked against it).
+func clientCtx(r *http.Request) context.Context {
+	return logical.WithRemoteAddr(r.Context(), r.RemoteAddr)
+}
+
 // requestToken returns the client's token from X-Vault-Token or an
 // Authorization: Bearer header.
 func requestToken(r *http.Request) string {

@@ -401,7 +401,7 @@ func (s *server) raftAuthorize(w http.ResponseWriter, r *http.Request, op logica
 	if s.noCluster(w) {
 		return false
 	}
-	if err := s.core.Authorize(r.Context(), requestToken(r), op, path); err != nil {
+	if err := s.core.Authorize(clientCtx(r), requestToken(r), op, path); err != nil {
 		writeError(w, s.logger, err)
 		return false
 	}
@@ -565,7 +565,7 @@ func (s *server) raftRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := io.LimitReader(r.Body, maxRestoreSize)
-	if err := s.core.Restore(r.Context(), requestToken(r), body); err != nil {
+	if err := s.core.Restore(clientCtx(r), requestToken(r), body); err != nil {
 		writeError(w, s.logger, err)
 		return
 	}

@@ -183,7 +183,7 @@ func (s *server) unseal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) seal(w http.ResponseWriter, r *http.Request) {
-	if err := s.core.SealWithToken(r.Context(), requestToken(r)); err != nil {
+	if err := s.core.SealWithToken(clientCtx(r), requestToken(r)); err != nil {
 		writeError(w, s.logger, err)
 		return
 	}
@@ -419,7 +419,7 @@ func (s *server) rekeyUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
-	if err := s.core.Authorize(r.Context(), requestToken(r), logical.ReadOperation, "sys/metrics"); err != nil {
+	if err := s.core.Authorize(clientCtx(r), requestToken(r), logical.ReadOperation, "sys/metrics"); err != nil {
 		writeError(w, s.logger, err)
 		return
 	}
@@ -435,7 +435,7 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 
 // backup streams a consistent copy of the store (Coffer-only endpoint).
 func (s *server) backup(w http.ResponseWriter, r *http.Request) {
-	if err := s.core.Authorize(r.Context(), requestToken(r), logical.ReadOperation, "sys/storage/backup"); err != nil {
+	if err := s.core.Authorize(clientCtx(r), requestToken(r), logical.ReadOperation, "sys/storage/backup"); err != nil {
 		writeError(w, s.logger, err)
 		return
 	}
@@ -449,7 +449,7 @@ func (s *server) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Trailer", "X-Coffer-Backup-Sha256")
 	h := sha256.New()
-	if _, err := s.core.Backup(r.Context(), requestToken(r), io.MultiWriter(w, h)); err != nil {
+	if _, err := s.core.Backup(clientCtx(r), requestToken(r), io.MultiWriter(w, h)); err != nil {
 		s.logger.Error("backup failed", "err", err)
 		return
 	}
@@ -461,7 +461,7 @@ const maxRestoreSize = 64 << 30
 
 func (s *server) restore(w http.ResponseWriter, r *http.Request) {
 	body := io.LimitReader(r.Body, maxRestoreSize)
-	if err := s.core.Restore(r.Context(), requestToken(r), body); err != nil {
+	if err := s.core.Restore(clientCtx(r), requestToken(r), body); err != nil {
 		writeError(w, s.logger, err)
 		return
 	}

@@ -93,6 +93,24 @@ func TestBoundCIDRLogin(t *testing.T) {
 		t.Errorf("read after renewal: %v", err)
 	}
 
+	// Endpoints the HTTP layer serves itself (metrics, here) check the
+	// bound CIDRs against the client's address too, not refuse the token.
+	if err := root.Sys().PutPolicy("metrics", `path "sys/metrics" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("auth/userpass/users/scraper", map[string]any{
+		"password": "a-password-never-shown", "token_policies": "metrics", "token_bound_cidrs": "127.0.0.1/32",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = login("scraper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, errs := rawGet(t, p, s.Auth.ClientToken, "sys/metrics?format=prometheus"); code != 200 {
+		t.Errorf("sys/metrics with a token bound to 127.0.0.1/32, from 127.0.0.1 = %d %q, want 200", code, errs)
+	}
+
 	if _, err := login("outside"); respCode(err) != 403 {
 		t.Fatalf("login from 127.0.0.1 bound to 10.0.0.0/8 = %v, want 403", err)
 	}
