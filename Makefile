@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/coffer
 
-.PHONY: build build-server run test bench generate clean
+.PHONY: build build-server run test bench bench-raft generate clean
 
 # Release flags: no symbol table or DWARF (smaller, and fewer binary pages
 # resident: the idle server's RSS drops by about 6 MB, see docs/performance.md).
@@ -25,9 +25,14 @@ run: build
 test:
 	./scripts/test.sh
 
-# Load against a real server process, with the canned-bytes ceiling.
-bench: build
-	$(GO) run ./cmd/coffer-bench --coffer ./$(BIN)
+# Load against a real server process, with the canned-bytes ceiling: the
+# server build the image's server pods run (bin/coffer-server). bench-raft:
+# the same writes on a three-node raft cluster.
+bench: build-server
+	$(GO) run ./cmd/coffer-bench --coffer ./bin/coffer-server
+
+bench-raft: build-server
+	$(GO) run ./cmd/coffer-bench --coffer ./bin/coffer-server --storage raft
 
 # CRD YAML and deepcopy from apis/ (controller-gen built from the Go module
 # proxy into ~/.cache/coffer, keyed by version).
