@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,6 +332,11 @@ type batchLine struct {
 // as new ones, after the sink reopens.
 func (d *device) handle(j job) {
 	jobs := append(d.jobs[:0], j)
+	// Yield once before draining the queue: requests running on the other
+	// goroutines queue their entries meanwhile and share this write (as
+	// concurrent writers share one bolt commit). With nothing else
+	// runnable it returns at once.
+	runtime.Gosched()
 	for len(jobs) < maxBatch {
 		select {
 		case j := <-d.queue:
