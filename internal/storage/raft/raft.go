@@ -12,11 +12,10 @@
 // Apply returns a *NotLeaderError (errors.Is ErrNotLeader) naming the leader,
 // so that the caller can forward the write.
 //
-// Every node applies committed entries, in log order, to a local bolt store
-// opened with NoSync (internal/storage/bolt): raft's fsynced log is the
-// durable record, and Open deletes the local store and rebuilds it from the
-// latest raft snapshot and the log after it, so a crash can never leave a
-// half-written local store in use. Get and Scan read the local store: on a
+// Every node applies committed entries, in log order, to a local in-memory
+// store (internal/storage/memtree): raft's fsynced log is the durable
+// record, and at every Open raft rebuilds the local store from the latest
+// raft snapshot and the log after it. Get and Scan read the local store: on a
 // follower they see what it has applied so far. AppliedIndex and
 // WaitForIndex let a caller read its own writes on any node (see
 // docs/ha.md).
@@ -86,8 +85,8 @@ var (
 	ErrLeadershipLost = errors.New("raft: leadership lost while committing; the write may or may not have been applied")
 
 	// ErrInvalidOp is returned by Apply, before anything is written, for an
-	// op the local store cannot hold (empty key, key over 32 KiB) or an
-	// Apply over 64 MiB.
+	// op a snapshot (a bolt file) cannot hold (empty key, key over 32 KiB)
+	// or an Apply over 64 MiB.
 	ErrInvalidOp = bolt.ErrInvalidOp
 
 	// ErrUnknownPeer is returned by RemovePeer for a node ID that is not in
@@ -116,8 +115,8 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // Config configures Open.
 type Config struct {
 	// Path is the node's data directory. Required; created 0700 if missing.
-	// It holds raft.db (log and stable store), snapshots/ and fsm.db (the
-	// local store, rebuilt at every Open).
+	// It holds raft.db (log and stable store) and snapshots/; the local
+	// store is in memory, rebuilt from them at every Open.
 	Path string
 
 	// NodeID names the node in the cluster. Required, stable across
@@ -247,7 +246,7 @@ func Open(cfg Config) (b *Backend, err error) {
 	if err := os.MkdirAll(cfg.Path, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: data directory: %w", err)
 	}
-	stale, _ := filepath.Glob(filepath.Join(cfg.Path, "fsm-snapshot-*"))
+	stale, _ := filepath.Glob(filepath.Join(cfg.Path, tempPrefix+"*"))
 	for _, p := range stale {
 		os.Remove(p)
 	}
@@ -294,10 +293,7 @@ func Open(cfg Config) (b *Backend, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: snapshot store: %w", err)
 	}
-	f, err := newFSM(filepath.Join(cfg.Path, "fsm.db"), cfg.Path, cfg.Logger)
-	if err != nil {
-		return nil, err
-	}
+	f := newFSM(cfg.Path, cfg.Logger)
 	closers = append(closers, f.store.Close)
 
 	rc := hraft.DefaultConfig()
@@ -448,8 +444,9 @@ func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
 	return b.fsm.store.Get(ctx, key)
 }
 
-// Scan implements storage.Backend on the local store, as bolt's Scan: fn
-// runs with no transaction open and may call Get and Apply.
+// Scan implements storage.Backend on the local store: fn runs with no lock
+// held and may call Get and Apply; each chunk of entries is read at one
+// point in time (see memtree.Tree.Scan).
 func (b *Backend) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if b.fsm.broken.Load() {
 		return ErrStoreFailed
@@ -700,12 +697,16 @@ func (b *Backend) openSnapshot() (io.ReadCloser, error) {
 	return pr, nil
 }
 
-// SnapshotSize estimates the bytes Snapshot will write, for a progress bar.
+// SnapshotSize estimates the bytes Snapshot will write, for a progress bar
+// (from the number and size of the entries; the bolt file's layout makes
+// the real size differ by some percent). It returns 0 after Close.
 func (b *Backend) SnapshotSize() int64 {
-	if n := b.fsm.store.SnapshotSize(); n > 0 {
-		return n + int64(headerSize)
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return 0
 	}
-	return 0
+	return b.fsm.snapshotSize()
 }
 
 // Restore replaces the whole cluster's data with a snapshot read from r (one
