@@ -45,7 +45,9 @@
 // recorded as a "dropped" line once it writes again. If no device records
 // an entry, Log* returns an error wrapping ErrNotAudited and the caller
 // must answer with a 500 and no data. With no device enabled Log* does
-// nothing.
+// nothing. A device's goroutine writes the entries queued at the time in
+// one write (an entry is confirmed once that write returns), so
+// concurrent requests share a write system call.
 //
 // # Safe paths
 //

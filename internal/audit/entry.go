@@ -14,7 +14,9 @@ import (
 )
 
 // Input is what the core knows of a request when it logs it. Build it with
-// NewInput and add what the router learned (MountType, Err).
+// NewInput and add what the router learned (MountType, Err). One goroutine
+// logs an Input at a time, and its Body does not change once logged: the
+// response entry reuses the data the request entry parsed from it.
 type Input struct {
 	RequestID string
 	Operation logical.Operation

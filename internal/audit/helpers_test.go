@@ -86,3 +86,6 @@ func request(id string, op logical.Operation, path, body string) *Input {
 		Body:        []byte(body),
 	}
 }
+
+// hmacValue is the HMAC a device with salt writes for s.
+func hmacValue(salt []byte, s string) string { return newMACKey(salt).value(s) }

@@ -35,9 +35,6 @@ func (k *macKey) value(s string) string {
 	return string(appendMAC(nil, m, s))
 }
 
-// hmacValue is macKey.value for a salt used once.
-func hmacValue(salt []byte, s string) string { return newMACKey(salt).value(s) }
-
 // appendMAC appends "hmac-sha256:<hex>" of s under m (reset first) to dst.
 // s passes through dst's spare room, so nothing is allocated once dst
 // has grown.
@@ -61,6 +58,8 @@ type renderer struct {
 	// sep is the byte written before the next member: '{' for the first
 	// member of an object, ',' after it.
 	sep byte
+	// bad is set when the data tree held a type it should not.
+	bad bool
 }
 
 func (r *renderer) open() { r.sep = '{' }
@@ -197,8 +196,8 @@ func (r *renderer) value(v any) {
 			r.value(m.val)
 		}
 		r.b = append(r.b, '}')
-	default:
-		panic("audit: unexpected data type") // the tree holds only the types above
+	default: // the tree holds only the types above; fail rather than guess
+		r.bad = true
 	}
 }
 
@@ -272,6 +271,9 @@ func (p *prepared) render(k *macKey, hmacAccessor bool) ([]byte, error) {
 	}
 	r.str("error", p.err)
 	r.close()
+	if r.bad {
+		return nil, errors.New("audit: unexpected type in entry data")
+	}
 	return r.b, nil
 }
 

@@ -518,3 +518,14 @@ func FuzzRender(f *testing.F) {
 		checkSame(t, in, resp, nil)
 	})
 }
+
+// TestRenderRefusesForeignData: the data tree holds only the types the
+// parser and the walk produce; anything else fails the entry (the device
+// skips it) rather than being guessed at.
+func TestRenderRefusesForeignData(t *testing.T) {
+	p := prepareRequest(request("r", logical.ReadOperation, "p", ""), time.Now())
+	p.reqData = object{{key: "f", val: 1.5}}
+	if got, err := p.render(newMACKey([]byte("salt")), true); err == nil {
+		t.Errorf("render with a float64 in the tree = %s, want an error", got)
+	}
+}
