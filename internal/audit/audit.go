@@ -92,6 +92,7 @@ type Broker struct {
 
 	mu      sync.RWMutex // guards following
 	devices map[string]*device
+	list    []*device // devices' values, rebuilt (never changed) on every change
 	closed  bool
 }
 
@@ -147,6 +148,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		go d.run()
 		b.devices[rec.Name] = d
 	}
+	b.listLocked()
 	return b, nil
 }
 
@@ -283,6 +285,7 @@ func (b *Broker) Enable(ctx context.Context, name string, dc DeviceConfig, fromC
 		return ErrClosed
 	}
 	b.devices[name] = d
+	b.listLocked()
 	b.mu.Unlock()
 	return nil
 }
@@ -340,6 +343,7 @@ func (b *Broker) Disable(ctx context.Context, name string) error {
 	}
 	b.mu.Lock()
 	delete(b.devices, name)
+	b.listLocked()
 	b.mu.Unlock()
 	return d.stop(ctx)
 }
@@ -560,17 +564,25 @@ func requestData(in *Input) any {
 	return queryValue(in.Query)
 }
 
+// listLocked rebuilds b.list from b.devices; the caller holds b.mu (or is
+// New).
+func (b *Broker) listLocked() {
+	l := make([]*device, 0, len(b.devices))
+	for _, d := range b.devices {
+		l = append(l, d)
+	}
+	b.list = l
+}
+
+// active returns the enabled devices. The slice is shared: never change
+// it.
 func (b *Broker) active() ([]*device, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return nil, ErrClosed
 	}
-	devs := make([]*device, 0, len(b.devices))
-	for _, d := range b.devices {
-		devs = append(devs, d)
-	}
-	return devs, nil
+	return b.list, nil
 }
 
 // dispatch enqueues p for every device and waits for the first
@@ -578,7 +590,12 @@ func (b *Broker) active() ([]*device, error) {
 func (b *Broker) dispatch(ctx context.Context, devs []*device, p *prepared) error {
 	res := make(chan result, len(devs))
 	start := time.Now()
-	waiting := map[*device]time.Time{}
+	type wait struct {
+		d        *device
+		deadline time.Time
+	}
+	var buf [4]wait
+	waiting := buf[:0] // the devices not yet heard from
 	for _, d := range devs {
 		body, err := p.render(d.mac, d.opts.hmacAccessor)
 		if err != nil {
@@ -586,18 +603,22 @@ func (b *Broker) dispatch(ctx context.Context, devs []*device, p *prepared) erro
 		}
 		select {
 		case d.queue <- job{body: body, res: res}:
-			waiting[d] = start.Add(d.opts.timeout)
+			waiting = append(waiting, wait{d, start.Add(d.opts.timeout)})
 		default:
 			d.lost(1)
 			d.setFailed("queue full: the device is not keeping up")
 		}
 	}
 	failed := len(devs) - len(waiting)
+	if len(waiting) == 0 {
+		b.unaudited.Add(1)
+		return fmt.Errorf("%w: %d device(s) failed or timed out", ErrNotAudited, failed)
+	}
 	for len(waiting) > 0 {
-		next := time.Time{}
-		for _, dl := range waiting {
-			if next.IsZero() || dl.Before(next) {
-				next = dl
+		next := waiting[0].deadline
+		for _, w := range waiting[1:] {
+			if w.deadline.Before(next) {
+				next = w.deadline
 			}
 		}
 		timer := time.NewTimer(time.Until(next))
@@ -607,18 +628,19 @@ func (b *Broker) dispatch(ctx context.Context, devs []*device, p *prepared) erro
 			if r.err == nil {
 				return nil
 			}
-			if _, ok := waiting[r.d]; ok {
-				delete(waiting, r.d)
+			if i := slices.IndexFunc(waiting, func(w wait) bool { return w.d == r.d }); i >= 0 {
+				waiting = slices.Delete(waiting, i, i+1)
 				failed++
 			}
 		case now := <-timer.C:
-			for d, dl := range waiting {
-				if !dl.After(now) {
-					d.timeouts.Add(1)
-					delete(waiting, d)
-					failed++
+			waiting = slices.DeleteFunc(waiting, func(w wait) bool {
+				if w.deadline.After(now) {
+					return false
 				}
-			}
+				w.d.timeouts.Add(1)
+				failed++
+				return true
+			})
 		case <-ctx.Done():
 			timer.Stop()
 			b.unaudited.Add(1)
