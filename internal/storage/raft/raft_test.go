@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -397,4 +398,42 @@ func TestInContact(t *testing.T) {
 	}
 	follower.faults.setCut(false)
 	waitFor(t, 20*time.Second, "the healed follower back in contact", follower.b.InContact)
+}
+
+// TestRestartRebuildsLocalStore: the in-memory local store comes back after
+// a restart from the node's own snapshot plus the log after it, and the
+// files of earlier versions (fsm.db) and of interrupted snapshots are
+// removed.
+func TestRestartRebuildsLocalStore(t *testing.T) {
+	c := newCluster(t, 1)
+	nd := c.leader()
+	for i := range 20 {
+		mustApply(t, nd.b, put(fmt.Sprintf("k%02d", i), []byte("before-snapshot")))
+	}
+	if err := nd.b.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("raft snapshot: %v", err)
+	}
+	mustApply(t, nd.b, put("k00", []byte("after-snapshot")), storage.Op{Key: "k01", Delete: true}, put("new", []byte("v")))
+	idx := nd.b.AppliedIndex()
+	if err := nd.b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	leftovers := []string{filepath.Join(nd.dir, legacyStore), filepath.Join(nd.dir, tempPrefix+"123")}
+	for _, p := range leftovers {
+		if err := os.WriteFile(p, []byte("stale"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.open(nd, true)
+	c.leader()
+	waitIndex(t, nd.b, idx)
+	wantValue(t, nd.b, "k00", "after-snapshot")
+	wantMissing(t, nd.b, "k01")
+	wantValue(t, nd.b, "k02", "before-snapshot")
+	wantValue(t, nd.b, "new", "v")
+	for _, p := range leftovers {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after restart: %v, want removed", filepath.Base(p), err)
+		}
+	}
 }
