@@ -214,13 +214,13 @@ func (b *V2) deleteMetadata(ctx context.Context, key string) error {
 	if err != nil || m == nil {
 		return err
 	}
-	ops := make([]logical.Op, 0, len(m.Versions)+1)
+	ops := make([]logical.Op, 0, len(m.Versions)+2)
 	for n, vm := range m.Versions {
 		if !vm.Destroyed {
 			ops = append(ops, logical.Op{Key: versionKey(key, n), Delete: true})
 		}
 	}
-	ops = append(ops, logical.Op{Key: metaKey(key), Delete: true})
+	ops = append(ops, logical.Op{Key: metaKey(key), Delete: true}, logical.Op{Key: listKey(key), Delete: true})
 	if err := b.s.Apply(ctx, ops); err != nil {
 		return wrap(err, "delete metadata")
 	}

@@ -87,7 +87,7 @@ func (b *V2) HandleRequest(ctx context.Context, req *logical.Request) (*logical.
 		case op == logical.DeleteOperation:
 			return nil, b.deleteMetadata(ctx, key)
 		case op == logical.ListOperation:
-			return list(ctx, b.s, "metadata/"+listPrefix(key))
+			return list(ctx, b.s, listKey(listPrefix(key)))
 		}
 	case head == "subkeys":
 		if op == logical.ReadOperation {
@@ -359,16 +359,16 @@ func (b *V2) addVersionLocked(ctx context.Context, key string, m *keyMeta, c con
 		return nil, wrap(err, "encode data")
 	}
 	n, pruned := m.addVersion(b.now().UTC(), c)
-	metaOp, err := putMetaOp(key, m)
+	mops, err := metaOps(key, m)
 	if err != nil {
 		return nil, err
 	}
-	ops := make([]logical.Op, 0, 2+len(pruned))
+	ops := make([]logical.Op, 0, 1+len(pruned)+len(mops))
 	ops = append(ops, logical.Op{Key: versionKey(key, n), Value: raw})
 	for _, p := range pruned {
 		ops = append(ops, logical.Op{Key: versionKey(key, p), Delete: true})
 	}
-	ops = append(ops, metaOp)
+	ops = append(ops, mops...)
 	if err := b.s.Apply(ctx, ops); err != nil {
 		return nil, wrap(err, "write version")
 	}
@@ -420,11 +420,11 @@ func (b *V2) deleteLatest(ctx context.Context, key string) error {
 }
 
 func (b *V2) putMetaLocked(ctx context.Context, key string, m *keyMeta, extra ...logical.Op) error {
-	op, err := putMetaOp(key, m)
+	mops, err := metaOps(key, m)
 	if err != nil {
 		return err
 	}
-	if err := b.s.Apply(ctx, append(extra, op)); err != nil {
+	if err := b.s.Apply(ctx, append(extra, mops...)); err != nil {
 		return wrap(err, "write metadata")
 	}
 	return nil
