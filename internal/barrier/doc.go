@@ -48,7 +48,8 @@
 //	core/keyring                                  the keyring (core/* otherwise belongs to the seal package)
 //	e/<H("l:"+folder)>/<H("c:"+folder+child)>     one entry per child of a folder
 //
-// where H is hex(HMAC-SHA256(path key, ·)). An entry is
+// where H is base64url of the first 16 bytes of HMAC-SHA256(path key, ·),
+// 22 characters (short keys keep the backend's B+tree shallow). An entry is
 //
 //	uvarint(len(name envelope)) | name envelope | value envelope
 //

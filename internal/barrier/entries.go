@@ -27,12 +27,12 @@ const (
 var errStop = errors.New("stop")
 
 // dirKey is the physical prefix of the entries of folder dir.
-func (k *keyring) dirKey(dir string) string { return entryPrefix + k.hash(dirDomain, dir) + "/" }
+func (k *keyring) dirKey(dir string) string { return entryPrefix + k.name(dirDomain, dir) + "/" }
 
 // entryKey is the physical key of child's entry in folder dir: the entry of
 // a value when child has no trailing "/", of a subfolder when it has one.
 func (k *keyring) entryKey(dir, child string) string {
-	return k.dirKey(dir) + k.hash(childDomain, dir+child)
+	return k.dirKey(dir) + k.name(childDomain, dir+child)
 }
 
 // dataKey is the physical key of the entry holding the value at path.
@@ -322,7 +322,7 @@ func (b *Barrier) List(ctx context.Context, prefix string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if k[len(dk):] != kr.hash(childDomain, prefix+string(name)) {
+		if k[len(dk):] != kr.name(childDomain, prefix+string(name)) {
 			return fmt.Errorf("%w: entry under another name's key", ErrCorrupt)
 		}
 		names = append(names, string(name))

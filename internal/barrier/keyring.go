@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -88,8 +89,8 @@ func (k *keyring) open(context string, v []byte) ([]byte, error) {
 	return openEnvelope(aead, context, v)
 }
 
-// hash returns hex(HMAC-SHA256(pathKey, domain+s)).
-func (k *keyring) hash(domain, s string) string {
+// mac returns HMAC-SHA256(pathKey, domain+s).
+func (k *keyring) mac(domain, s string) [sha256.Size]byte {
 	m := k.macs.Get().(hash.Hash)
 	m.Write([]byte(domain))
 	m.Write([]byte(s))
@@ -97,8 +98,28 @@ func (k *keyring) hash(domain, s string) string {
 	m.Sum(sum[:0])
 	m.Reset()
 	k.macs.Put(m)
+	return sum
+}
+
+// hash returns hex(HMAC-SHA256(pathKey, domain+s)): the names of the first
+// physical layout.
+func (k *keyring) hash(domain, s string) string {
+	sum := k.mac(domain, s)
 	return hex.EncodeToString(sum[:])
 }
+
+// name returns base64url(first 16 bytes of HMAC-SHA256(pathKey, domain+s)),
+// 22 characters: the names of the current layout. 128 bits keep collisions
+// out of reach (about 2^64 names in one folder), and short names keep the
+// backend's B+tree shallow: bolt's branch pages hold the keys, so 47-byte
+// keys instead of 131-byte ones mean fewer branch pages per commit.
+func (k *keyring) name(domain, s string) string {
+	sum := k.mac(domain, s)
+	return base64.RawURLEncoding.EncodeToString(sum[:nameSize])
+}
+
+// nameSize is the bytes of HMAC kept in a name.
+const nameSize = 16
 
 // withNewTerm returns a copy of k with one more term, sharing k's keys.
 func (k *keyring) withNewTerm(key []byte, installed time.Time) (*keyring, error) {

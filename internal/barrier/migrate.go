@@ -15,9 +15,10 @@ import (
 //	d/<H("d:"+path)>                            the value envelope
 //	l/<H("l:"+folder)>/<H("c:"+folder+child)>   the name envelope
 //
+// with H the hex of the whole HMAC-SHA256 (64 characters).
 // Layout 2 (the current one) packs both envelopes into the single entry
-// e/<H("l:"+folder)>/<H("c:"+folder+child)>, so a write costs one physical
-// put instead of two. The envelopes themselves did not change: migration
+// e/<N("l:"+folder)>/<N("c:"+folder+child)> (N: 22 characters, see
+// keyring.name), so a write costs one physical put instead of two. The envelopes themselves did not change: migration
 // moves bytes and decrypts only names.
 const (
 	v1DataPrefix = "d/"

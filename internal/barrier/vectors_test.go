@@ -40,8 +40,9 @@ func testKeyring(t testing.TB) *keyring {
 const (
 	// Key 00..1f, nonce a0..ab, term 7, context "d:kv/a", plaintext "s3cret".
 	frozenEnvelope = "0100000007" + "a0a1a2a3a4a5a6a7a8a9aaab" + "952b1f5f20bf1290a25735a402709a6016f5bb2c19e9"
-	// Path key 00..1f. Layout 2: the entry of kv/a.
-	frozenEntryKey = "e/aa4286c5750e134794dbf9fbe7b095758631c5822da54623f698291038491a70/f7fd67d0a8dc17851e27c43cf0548da69d9854ba3e6cdbd5a6905b3dc6b82fdd"
+	// Path key 00..1f. Layout 2: the entry of kv/a (base64url of the first
+	// 16 bytes of the same HMACs as layout 1's names below).
+	frozenEntryKey = "e/qkKGxXUOE0eU2_n757CVdQ/9_1n0KjcF4UeJ8Q88FSNpg"
 	// Layout 1 (migrated on unseal): the value and the directory entry of kv/a.
 	frozenV1DataKey  = "d/9beed7e1bd623930ce0013e977ee3a7e239f8a19431408cf6f63459f4dee7daf"
 	frozenV1EntryKey = "l/aa4286c5750e134794dbf9fbe7b095758631c5822da54623f698291038491a70/f7fd67d0a8dc17851e27c43cf0548da69d9854ba3e6cdbd5a6905b3dc6b82fdd"
