@@ -213,9 +213,11 @@ func (c *Core) ServeStandby(ctx context.Context, req *logical.Request) (*logical
 	kv := m != nil && m.entry.Type == "kv"
 	stale := gerr == nil && gen != st.generation
 	c.mu.RUnlock()
-	if !kv || gerr != nil {
+	if gerr != nil {
 		return nil, ErrNotServedOnStandby
 	}
+	// Rebuild first: a mount created since this state was built is not in
+	// its table yet.
 	if stale {
 		c.mu.Lock()
 		if c.state != nil && c.state.generation != gen {
@@ -227,6 +229,9 @@ func (c *Core) ServeStandby(ctx context.Context, req *logical.Request) (*logical
 		}
 		c.mu.Unlock()
 		return c.ServeStandby(ctx, req)
+	}
+	if !kv {
+		return nil, ErrNotServedOnStandby
 	}
 	resp, err := c.HandleRequest(ctx, req)
 	var le *logical.Error
