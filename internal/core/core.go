@@ -228,14 +228,17 @@ func (c *Core) setupLocked(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("core: lease manager: %w", err)
 	}
+	// Caches: the active node is the only writer; a standby may cache too
+	// when the cluster tells it when replication changed storage.
+	cache, epoch := c.cacheMode(st.active)
 	st.tokens, err = token.New(token.Config{
 		Storage: logical.NewView(c.barrier, "sys/token/"),
 		Leases:  st.leases,
 		Now:     c.cfg.Now,
 		Rand:    c.cfg.Rand,
 		Logger:  c.logger.With("component", "token"),
-		// Only the active node writes tokens; a standby reads storage.
-		Cache: st.active,
+		Cache:   cache,
+		Epoch:   epoch,
 	})
 	if err != nil {
 		return fmt.Errorf("core: token store: %w", err)
@@ -254,7 +257,8 @@ func (c *Core) setupLocked(ctx context.Context) (err error) {
 		newID:     c.newID,
 		logger:    c.logger,
 		table:     newMountTable(),
-		cache:     st.active,
+		cache:     cache,
+		epoch:     epoch,
 		builtins: map[string]logical.Backend{
 			"system": &sysBackend{c: c, st: st},
 			"token":  st.tokens,

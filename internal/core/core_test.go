@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/engine/cubbyhole"
 	"github.com/coffer-dev/coffer/internal/engine/kv"
 	"github.com/coffer-dev/coffer/internal/logical"
+	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/bolt"
 	"github.com/coffer-dev/coffer/internal/storage/inmem"
 )
@@ -265,4 +268,83 @@ func TestStandbyServesANewMount(t *testing.T) {
 	if !strings.Contains(string(mustJSON(t, resp.Data)), canary) {
 		t.Errorf("standby read returned %+v", resp.Data)
 	}
+}
+
+// replicated is the real in-memory store with a counter of applied writes,
+// bumped after each write is visible: what raft's applied index is to a
+// standby.
+type replicated struct {
+	*inmem.Backend
+	applied atomic.Uint64
+}
+
+func (r *replicated) Apply(ctx context.Context, ops []storage.Op) error {
+	err := r.Backend.Apply(ctx, ops)
+	r.applied.Add(1)
+	return err
+}
+
+// epochRole is a standby's role with an epoch (core.Epocher), so that its
+// token and KV caches are on.
+type epochRole struct {
+	fixedRole
+	r *replicated
+}
+
+func (e epochRole) AppliedIndex() uint64 { return e.r.applied.Load() }
+
+// A standby with caches serves what the active node wrote last, across
+// overwrites, deletes and token revocation.
+func TestStandbyCachesFollowReplication(t *testing.T) {
+	ctx := context.Background()
+	be := &replicated{Backend: inmem.New()}
+	engines := map[string]logical.Factory{"kv": kv.Factory, "cubbyhole": cubbyhole.Factory}
+	active, err := core.New(core.Config{Backend: be, Engines: engines, Cluster: fixedRole{active: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { active.Close() })
+	res, err := active.Init(ctx, core.InitRequest{SecretShares: 1, SecretThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := active.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	root := res.RootToken
+	do(t, active, root, logical.UpdateOperation, "sys/mounts/secret", `{"type":"kv","options":{"version":"2"}}`)
+	putPolicy(t, active, root, "reader", `path "secret/data/*" { capabilities = ["read"] }`)
+	reader := childToken(t, active, root, "reader")
+
+	standby, err := core.New(core.Config{Backend: be, Engines: engines, Cluster: epochRole{r: be}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { standby.Close() })
+	if _, err := standby.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (*logical.Response, error) {
+		return standby.ServeStandby(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "secret/data/k", ClientToken: reader})
+	}
+	for i := range 5 {
+		v := fmt.Sprintf("v%d", i)
+		do(t, active, root, logical.UpdateOperation, "secret/data/k", `{"data":{"v":"`+v+`"}}`)
+		for range 2 { // the second read comes from the caches
+			resp, err := read()
+			if err != nil {
+				t.Fatalf("standby read after write %d: %v", i, err)
+			}
+			if got := string(mustJSON(t, resp.Data)); !strings.Contains(got, `"v":"`+v+`"`) {
+				t.Fatalf("standby read after write %d = %s, want %s", i, got, v)
+			}
+		}
+	}
+	do(t, active, root, logical.DeleteOperation, "secret/metadata/k", "")
+	if resp, err := read(); err != nil || resp != nil {
+		t.Errorf("standby read of a deleted key = %+v, %v; want nothing", resp, err)
+	}
+	do(t, active, root, logical.UpdateOperation, "auth/token/revoke", `{"token":"`+reader+`"}`)
+	_, err = read()
+	wantCode(t, "standby read with a revoked token", err, logical.PermissionDenied)
 }

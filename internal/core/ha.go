@@ -46,6 +46,25 @@ type Cluster interface {
 	Active() bool
 }
 
+// Epocher is implemented by a Cluster whose standbys may keep caches:
+// AppliedIndex changes whenever replication changed storage, after the
+// change is visible (raft's applied index).
+type Epocher interface {
+	AppliedIndex() uint64
+}
+
+// cacheMode says whether the state being built may cache what it reads,
+// and on a standby the epoch its caches must watch (nil: no cache).
+func (c *Core) cacheMode(active bool) (bool, func() uint64) {
+	if active {
+		return true, nil
+	}
+	if e, ok := c.cfg.Cluster.(Epocher); ok {
+		return true, e.AppliedIndex
+	}
+	return false, nil
+}
+
 // haGenerationKey holds a random value rewritten after every write that
 // changes what standbys cache.
 const haGenerationKey = "core/ha/generation"

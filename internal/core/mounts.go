@@ -118,8 +118,11 @@ type mountManager struct {
 	table     *mountTable
 	// builtins are backends not built by a factory (sys, token store).
 	builtins map[string]logical.Backend
-	// cache is passed to engines: this node is the only writer.
+	// cache and epoch are passed to engines (logical.BackendConfig): this
+	// node is the only writer, or epoch tells a standby's caches when
+	// replication changed storage.
 	cache bool
+	epoch func() uint64
 
 	writeMu sync.Mutex // serializes table changes
 }
@@ -200,6 +203,7 @@ func (m *mountManager) start(ctx context.Context, e MountEntry) (*mount, error) 
 		Now:        m.now,
 		Logger:     m.logger.With("mount", e.Path),
 		Cache:      m.cache,
+		Epoch:      m.epoch,
 	})
 	if err != nil {
 		return nil, err

@@ -110,11 +110,17 @@ type BackendConfig struct {
 	Now func() time.Time
 	// Logger is never nil.
 	Logger *slog.Logger
-	// Cache says the engine is the only writer of Storage (a single
-	// server, or the active node of a cluster), so it may keep what it
-	// reads in memory. A standby's engines get false and must read
-	// storage every time.
+	// Cache says the engine may keep what it reads in memory. Without
+	// Epoch it is the only writer of Storage (a single server, or the
+	// active node of a cluster), so its own writes are all it must
+	// account for.
 	Cache bool
+	// Epoch, when set (a standby's engines, whose storage is changed by
+	// replication), changes whenever Storage may have changed underneath
+	// the engine, and only after the change is visible: a cache must drop
+	// everything it holds whenever Epoch's value differs from the one it
+	// last saw.
+	Epoch func() uint64
 }
 
 // Factory builds a Backend for a new or restored mount.

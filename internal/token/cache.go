@@ -11,23 +11,61 @@ import (
 )
 
 // entryCache keeps decoded token entries in memory so that authenticating
-// a request costs no storage read, decryption or JSON decoding. It is only
+// a request costs no storage read, decryption or JSON decoding. It is
 // correct where this Store is the only writer of its storage (the active
-// node), which is why Config.Cache is off unless the core says so.
+// node), or where Config.Epoch tells it when replication changed storage
+// (a standby), which is why Config.Cache is off unless the core says so.
 //
 // Every write to an entry key goes through cachingStorage, which drops the
 // key; a generation counter keeps a Get that raced with a write from
 // caching what it read before the write.
 type entryCache struct {
-	mu  sync.RWMutex // guards following
-	m   map[string]*Entry
-	gen uint64
+	// epoch, when set, is a standby's view of replication (Config.Epoch):
+	// the cache starts over whenever it moves.
+	epoch func() uint64
+
+	mu   sync.RWMutex // guards following
+	m    map[string]*Entry
+	gen  uint64
+	seen uint64 // the epoch the entries were read at or after
+}
+
+func newEntryCache(epoch func() uint64) *entryCache {
+	c := &entryCache{epoch: epoch, m: make(map[string]*Entry)}
+	if epoch != nil {
+		c.seen = epoch()
+	}
+	return c
+}
+
+// sync drops every entry when the epoch moved since they were read, so an
+// entry read at epoch e is served only while storage is still as it was
+// at e (see the KV engine's read cache, which works the same way).
+func (c *entryCache) sync() {
+	if c.epoch == nil {
+		return
+	}
+	e := c.epoch()
+	c.mu.RLock()
+	same := e == c.seen
+	c.mu.RUnlock()
+	if same {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e != c.seen {
+		c.m = make(map[string]*Entry)
+		c.gen++
+		c.seen = e
+	}
 }
 
 // maxCachedEntries bounds the cache; past it, the cache starts over.
 const maxCachedEntries = 100_000
 
 func (c *entryCache) lookup(id string) (*Entry, uint64) {
+	c.sync()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e := c.m[id]

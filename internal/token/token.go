@@ -88,8 +88,12 @@ type Config struct {
 	MaxTTL time.Duration
 	// Cache keeps decoded entries in memory. Set it only where this Store
 	// is the only writer of Storage (a single server, or the active node
-	// of a cluster): a standby must read storage every time.
+	// of a cluster), or together with Epoch.
 	Cache bool
+	// Epoch, with Cache on a standby, changes whenever replication may
+	// have changed Storage, and only after the change is visible: the
+	// cache starts over when it moves.
+	Epoch func() uint64
 }
 
 // Store is the token store. It is safe for concurrent use.
@@ -124,7 +128,7 @@ func New(cfg Config) (*Store, error) {
 		log: cfg.Logger, defaultTTL: cfg.DefaultTTL, maxTTL: cfg.MaxTTL,
 	}
 	if cfg.Cache {
-		s.cache = &entryCache{m: make(map[string]*Entry)}
+		s.cache = newEntryCache(cfg.Epoch)
 		s.store = &cachingStorage{Storage: s.store, c: s.cache}
 	}
 	if s.now == nil {

@@ -10,9 +10,10 @@ import (
 
 // readCache keeps what KV v2 reads most — a key's decoded metadata and
 // its versions' stored JSON — in memory, so a read costs no storage read,
-// decryption or metadata decoding. It is correct only where this engine is
-// the only writer of its storage (logical.BackendConfig.Cache: a single
-// server or the active node). Every write goes through cachingStorage,
+// decryption or metadata decoding. On a single server or the active node
+// this engine is the only writer of its storage; on a standby
+// (logical.BackendConfig.Epoch set) replication changes it underneath, and
+// the cache starts over whenever the epoch moves (sync). Every write goes through cachingStorage,
 // which drops the keys it touches; a generation counter stops a read that
 // raced with a write from caching what it read before the write.
 //
@@ -21,8 +22,14 @@ import (
 // succeeds hands the new metadata and version to the cache (set), so the
 // next read or write of the key finds them without touching storage.
 type readCache struct {
+	// epoch, when set, is the standby's view of replication
+	// (logical.BackendConfig.Epoch): the cache starts over whenever it
+	// moves.
+	epoch func() uint64
+
 	mu   sync.RWMutex // guards following
 	gen  uint64
+	seen uint64              // the epoch the entries were read at or after
 	meta map[string]*keyMeta // by storage key
 	data map[string][]byte   // by storage key
 	size int                 // bytes in data
@@ -32,17 +39,49 @@ type readCache struct {
 // over.
 const maxCacheBytes = 64 << 20
 
-func newReadCache() *readCache {
-	return &readCache{meta: map[string]*keyMeta{}, data: map[string][]byte{}}
+func newReadCache(epoch func() uint64) *readCache {
+	c := &readCache{epoch: epoch, meta: map[string]*keyMeta{}, data: map[string][]byte{}}
+	if epoch != nil {
+		c.seen = epoch()
+	}
+	return c
+}
+
+// sync drops everything when the epoch moved since the entries were read.
+// Every lookup calls it first, so an entry read from storage at epoch e is
+// served only while the epoch is still e: storage has not changed since.
+// (A read that raced with the move may have cached a value read after it;
+// the next lookup drops that too, and the generation check refuses the
+// put of one still in flight.)
+func (c *readCache) sync() {
+	if c.epoch == nil {
+		return
+	}
+	e := c.epoch()
+	c.mu.RLock()
+	same := e == c.seen
+	c.mu.RUnlock()
+	if same {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e != c.seen {
+		c.meta, c.data, c.size = map[string]*keyMeta{}, map[string][]byte{}, 0
+		c.gen++
+		c.seen = e
+	}
 }
 
 func (c *readCache) getMeta(k string) (*keyMeta, uint64) {
+	c.sync()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.meta[k], c.gen
 }
 
 func (c *readCache) getData(k string) ([]byte, uint64) {
+	c.sync()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.data[k], c.gen

@@ -31,7 +31,7 @@ func NewV2(cfg logical.BackendConfig) (*V2, error) {
 	}
 	b := &V2{s: cfg.Storage, now: cfg.Now, log: cfg.Logger}
 	if cfg.Cache {
-		b.cache = newReadCache()
+		b.cache = newReadCache(cfg.Epoch)
 		b.s = &cachingStorage{Storage: b.s, c: b.cache}
 	}
 	if b.now == nil {
