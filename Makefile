@@ -26,10 +26,12 @@ test:
 	./scripts/test.sh
 
 # Load against a real server process, with the canned-bytes ceiling: the
-# server build the image's server pods run (bin/coffer-server). bench-raft:
+# server build the image's server pods run (bin/coffer-server); reads and
+# ceiling are measured with a raw HTTP client and again with the official
+# Vault Go client, as Vault load tools use. bench-raft:
 # the same writes on a three-node raft cluster.
 bench: build-server
-	$(GO) run ./cmd/coffer-bench --coffer ./bin/coffer-server
+	$(GO) run ./cmd/coffer-bench --coffer ./bin/coffer-server --vault-client
 
 bench-raft: build-server
 	$(GO) run ./cmd/coffer-bench --coffer ./bin/coffer-server --storage raft

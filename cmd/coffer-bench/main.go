@@ -4,13 +4,16 @@
 // the ceiling — the same load against a trivial HTTP server (another
 // process) that returns canned bytes of the same size, with no storage, no
 // crypto and no policy — and Coffer's share of it. It also reports the
-// server's resident memory when idle.
+// server's resident memory when idle. With --vault-client it runs the read
+// phase and the ceiling once more with the official Vault Go client, the
+// client Vault load tools are built on.
 //
 // Everything runs on loopback; each phase is bounded in time.
 package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -28,6 +31,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	vault "github.com/hashicorp/vault/api"
 )
 
 func main() {
@@ -42,13 +47,14 @@ func main() {
 		canned   = flag.String("serve-canned", "", "internal: serve canned bytes on this address")
 		profile  = flag.String("cpuprofile", "", "write the server's CPU profile of one phase to this file")
 		phase    = flag.String("cpuprofile-phase", "read", "the phase to profile: read or write")
+		vaultCli = flag.Bool("vault-client", false, "also run the read phase and the ceiling with the official Vault Go client (github.com/hashicorp/vault/api), as Vault load tools do")
 	)
 	flag.Parse()
 	if *canned != "" {
 		serveCanned(*canned, *size)
 		return
 	}
-	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit, *profile, *phase); err != nil {
+	if err := run(*bin, *workers, *duration, *size, *keys, *storage, *audit, *profile, *phase, *vaultCli); err != nil {
 		fmt.Fprintln(os.Stderr, "coffer-bench:", err)
 		os.Exit(1)
 	}
@@ -378,7 +384,7 @@ func waitUntil(d time.Duration, what string, cond func() bool) error {
 	return nil
 }
 
-func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool, profile, phase string) error {
+func run(bin string, workers int, d time.Duration, size, keys int, storage string, audit bool, profile, phase string, vaultCli bool) error {
 	dir, err := os.MkdirTemp("", "coffer-bench-")
 	if err != nil {
 		return err
@@ -530,7 +536,16 @@ func run(bin string, workers int, d time.Duration, size, keys int, storage strin
 		fmt.Printf("active node RSS: idle %.1f MB, with %d secrets stored %.1f MB, after load %.1f MB\n", float64(idle)/1024, keys, float64(seeded)/1024, float64(loaded)/1024)
 		return nil
 	}
+	var vreads, vceiling result
+	if vaultCli {
+		vreads = load(workers, d, vaultReads(reader.base, token, keys))
+		vceiling = load(workers, d, vaultReads("http://"+caddr, token, keys))
+	}
 	fmt.Printf("kv v2 read              %s  = %.0f%% of the ceiling\n", reads, 100*reads.rate()/ceiling.rate())
+	if vaultCli {
+		fmt.Printf("ceiling, Vault Go client %s\n", vceiling)
+		fmt.Printf("kv v2 read, Vault client %s  = %.0f%% of that ceiling\n", vreads, 100*vreads.rate()/vceiling.rate())
+	}
 	fmt.Printf("kv v2 write (%s)     %s\n", storage, writes)
 	fmt.Printf("transit encrypt 128 B   %s  = %.0f%% of the ceiling\n", transit[128], 100*transit[128].rate()/ceiling.rate())
 	fmt.Printf("transit encrypt 4 KiB   %s\n", transit[4096])
@@ -620,4 +635,32 @@ func initNode(c *http.Client, base string) (token, key string, err error) {
 func unseal(c *http.Client, base, key string) error {
 	body, _ := json.Marshal(map[string]string{"key": key})
 	return request(c, "POST", base+"/v1/sys/unseal", "", body)
+}
+
+// vaultReads returns a load that reads the bench's secrets at addr with the
+// official Vault Go client, one client per worker, as Vault load tools do:
+// the client's own work (building the request, decoding the envelope into
+// a Secret) counts, for the server and for the ceiling alike.
+func vaultReads(addr, token string, keys int) func(c *http.Client, w, i int) error {
+	var mu sync.Mutex
+	clients := map[int]*vault.KVv2{}
+	return func(c *http.Client, w, i int) error {
+		mu.Lock()
+		kv := clients[w]
+		if kv == nil {
+			cfg := vault.DefaultConfig()
+			cfg.Address, cfg.HttpClient, cfg.MaxRetries = addr, c, 0
+			vc, err := vault.NewClient(cfg)
+			if err != nil {
+				mu.Unlock()
+				return err
+			}
+			vc.SetToken(token)
+			kv = vc.KVv2("secret")
+			clients[w] = kv
+		}
+		mu.Unlock()
+		_, err := kv.Get(context.Background(), fmt.Sprintf("bench/k%d", (w*7919+i)%keys))
+		return err
+	}
 }
