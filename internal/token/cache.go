@@ -20,45 +20,25 @@ import (
 // key; a generation counter keeps a Get that raced with a write from
 // caching what it read before the write.
 type entryCache struct {
-	// epoch, when set, is a standby's view of replication (Config.Epoch):
-	// the cache starts over whenever it moves.
-	epoch func() uint64
+	// guard starts the cache over whenever a standby's epoch moves
+	// (Config.Epoch); nil on the active node.
+	guard *logical.EpochGuard
 
-	mu   sync.RWMutex // guards following
-	m    map[string]*Entry
-	gen  uint64
-	seen uint64 // the epoch the entries were read at or after
+	mu  sync.RWMutex // guards following
+	m   map[string]*Entry
+	gen uint64
 }
 
 func newEntryCache(epoch func() uint64) *entryCache {
-	c := &entryCache{epoch: epoch, m: make(map[string]*Entry)}
-	if epoch != nil {
-		c.seen = epoch()
-	}
-	return c
+	return &entryCache{guard: logical.NewEpochGuard(epoch), m: make(map[string]*Entry)}
 }
 
-// sync drops every entry when the epoch moved since they were read, so an
-// entry read at epoch e is served only while storage is still as it was
-// at e (see the KV engine's read cache, which works the same way).
+// sync starts over when the epoch moved (logical.EpochGuard).
 func (c *entryCache) sync() {
-	if c.epoch == nil {
-		return
-	}
-	e := c.epoch()
-	c.mu.RLock()
-	same := e == c.seen
-	c.mu.RUnlock()
-	if same {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e != c.seen {
+	c.guard.Sync(&c.mu, func() {
 		c.m = make(map[string]*Entry)
 		c.gen++
-		c.seen = e
-	}
+	})
 }
 
 // maxCachedEntries bounds the cache; past it, the cache starts over.

@@ -22,14 +22,12 @@ import (
 // succeeds hands the new metadata and version to the cache (set), so the
 // next read or write of the key finds them without touching storage.
 type readCache struct {
-	// epoch, when set, is the standby's view of replication
-	// (logical.BackendConfig.Epoch): the cache starts over whenever it
-	// moves.
-	epoch func() uint64
+	// guard starts the cache over whenever a standby's epoch moves
+	// (logical.BackendConfig.Epoch); nil on the active node.
+	guard *logical.EpochGuard
 
 	mu   sync.RWMutex // guards following
 	gen  uint64
-	seen uint64              // the epoch the entries were read at or after
 	meta map[string]*keyMeta // by storage key
 	data map[string][]byte   // by storage key
 	size int                 // bytes in data
@@ -40,37 +38,15 @@ type readCache struct {
 const maxCacheBytes = 64 << 20
 
 func newReadCache(epoch func() uint64) *readCache {
-	c := &readCache{epoch: epoch, meta: map[string]*keyMeta{}, data: map[string][]byte{}}
-	if epoch != nil {
-		c.seen = epoch()
-	}
-	return c
+	return &readCache{guard: logical.NewEpochGuard(epoch), meta: map[string]*keyMeta{}, data: map[string][]byte{}}
 }
 
-// sync drops everything when the epoch moved since the entries were read.
-// Every lookup calls it first, so an entry read from storage at epoch e is
-// served only while the epoch is still e: storage has not changed since.
-// (A read that raced with the move may have cached a value read after it;
-// the next lookup drops that too, and the generation check refuses the
-// put of one still in flight.)
+// sync starts over when the epoch moved (logical.EpochGuard).
 func (c *readCache) sync() {
-	if c.epoch == nil {
-		return
-	}
-	e := c.epoch()
-	c.mu.RLock()
-	same := e == c.seen
-	c.mu.RUnlock()
-	if same {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e != c.seen {
+	c.guard.Sync(&c.mu, func() {
 		c.meta, c.data, c.size = map[string]*keyMeta{}, map[string][]byte{}, 0
 		c.gen++
-		c.seen = e
-	}
+	})
 }
 
 func (c *readCache) getMeta(k string) (*keyMeta, uint64) {
