@@ -66,9 +66,12 @@ func (c *readCache) getData(k string) ([]byte, uint64) {
 func (c *readCache) put(gen uint64, k string, m *keyMeta, raw []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
-		return
+	if gen == c.gen {
+		c.putLocked(k, m, raw)
 	}
+}
+
+func (c *readCache) putLocked(k string, m *keyMeta, raw []byte) {
 	if m != nil {
 		if len(c.meta) >= 100_000 {
 			c.meta = map[string]*keyMeta{}
@@ -76,6 +79,7 @@ func (c *readCache) put(gen uint64, k string, m *keyMeta, raw []byte) {
 		c.meta[k] = m
 	}
 	if raw != nil {
+		c.size -= len(c.data[k])
 		if c.size+len(raw) > maxCacheBytes {
 			c.data, c.size = map[string][]byte{}, 0
 		}
@@ -90,9 +94,8 @@ func (c *readCache) put(gen uint64, k string, m *keyMeta, raw []byte) {
 // value afterwards (the generation moved on).
 func (c *readCache) set(k string, m *keyMeta, raw []byte) {
 	c.mu.Lock()
-	gen := c.gen
-	c.mu.Unlock()
-	c.put(gen, k, m, raw)
+	defer c.mu.Unlock()
+	c.putLocked(k, m, raw)
 }
 
 func (c *readCache) drop(k string) {
