@@ -362,7 +362,7 @@ func TestRotate(t *testing.T) {
 		t.Errorf("term of rewritten old entry = %d, want 2", got)
 	}
 	if info, _ := b.KeyStatus(); info.Encryptions != 2 {
-		t.Errorf("Encryptions = %d, want 2 (the value and its directory entry)", info.Encryptions)
+		t.Errorf("Encryptions = %d, want 2 (the value and its name)", info.Encryptions)
 	}
 }
 

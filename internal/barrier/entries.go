@@ -237,7 +237,7 @@ func (b *Barrier) Apply(ctx context.Context, ops []logical.Op) error {
 	return nil
 }
 
-// removeIfEmpty removes the directory entry of folder dir if it has no
+// removeIfEmpty removes the entry of folder dir from its parent if it has no
 // children, and then of its ancestors that are left empty, in one Apply.
 // The caller holds b.mu for reading.
 func (b *Barrier) removeIfEmpty(ctx context.Context, kr *keyring, dir string) error {

@@ -13,8 +13,8 @@ import (
 //	version (1 byte, = 1) | term (uint32, big endian) | nonce (12 bytes) | AES-256-GCM ciphertext and tag
 //
 // The additional data is the 5-byte header (version and term) followed by a
-// domain-separated context string: "d:"+path for a data entry, "l:"+folder
-// for a directory entry, "k:core/keyring" for the keyring. A value therefore
+// domain-separated context string: "d:"+path for a value, "l:"+folder for
+// a child's name, "k:core/keyring" for the keyring. A value therefore
 // opens only under the key, term, kind and path it was written for.
 const (
 	envelopeVersion  byte = 1

@@ -8,7 +8,7 @@ import (
 )
 
 // newTestStorage returns what the core gives a mount: a view of an
-// unsealed barrier (real encryption, hashed names, directory entries)
+// unsealed barrier (real encryption, hashed names, encrypted folder entries)
 // over the real in-memory physical backend.
 func newTestStorage(t testing.TB) logical.Storage {
 	t.Helper()
